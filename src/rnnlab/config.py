@@ -1,0 +1,232 @@
+"""One frozen dataclass per concern: the model, the training run, sampling.
+
+Each is saved as JSON beside every checkpoint (`model_config.json`, `train_config.json`), so a run
+folder says exactly what produced it. Construction validates every field; `from_dict` refuses
+unknown keys, so a typo in a config file is an error rather than a silently ignored option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+CELLS = ("rnn", "lstm", "gru")
+NONLINEARITIES = ("tanh", "relu")
+INITS = ("pytorch", "normal", "xavier", "orthogonal", "identity")
+OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
+CLIP_MODES = ("norm", "value", "none")
+SCHEDULES = ("constant", "cosine")
+ENGINES = ("numpy", "torch")
+
+C = TypeVar("C")
+
+
+def _choice(name: str, value: object, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {', '.join(options)}, got {value!r}")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+
+def _number(name: str, value: object, low: float, high: float = math.inf, *, low_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high != math.inf else "")
+        raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")
+
+
+class _Config:
+    """JSON round trip shared by the config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+    def replace(self: C, **changes: Any) -> C:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Config):
+    """A language model: token embedding -> recurrent stack -> linear read-out over the vocabulary.
+
+    Args:
+        vocab_size: number of tokens V.
+        cell: 'rnn', 'lstm' or 'gru'.
+        nonlinearity: 'tanh' or 'relu' (vanilla RNN only).
+        embedding_dim: size of the token vectors fed to the first layer.
+        hidden_size: H, units per layer and direction.
+        num_layers: stacked recurrent layers.
+        dropout: dropout between recurrent layers and before the read-out (training only).
+        init: recurrent weight initialisation: 'pytorch' (U(±1/√H)), 'normal', 'xavier',
+            'orthogonal' or 'identity' (IRNN, vanilla RNN only).
+        forget_bias: initial LSTM forget-gate bias (None keeps the scheme's value).
+
+    Example:
+        >>> ModelConfig(vocab_size=65, cell="gru", hidden_size=256).num_layers
+        1
+    """
+
+    vocab_size: int
+    cell: str = "lstm"
+    nonlinearity: str = "tanh"
+    embedding_dim: int = 64
+    hidden_size: int = 512
+    num_layers: int = 1
+    dropout: float = 0.0
+    init: str = "pytorch"
+    forget_bias: float | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int("vocab_size", self.vocab_size)
+        _choice("cell", self.cell, CELLS)
+        _choice("nonlinearity", self.nonlinearity, NONLINEARITIES)
+        _positive_int("embedding_dim", self.embedding_dim)
+        _positive_int("hidden_size", self.hidden_size)
+        _positive_int("num_layers", self.num_layers)
+        _number("dropout", self.dropout, 0.0, 0.99)
+        _choice("init", self.init, INITS)
+        if self.init == "identity" and self.cell != "rnn":
+            raise ValueError(f"init: 'identity' (IRNN) is for cell='rnn', got cell={self.cell!r}")
+        if self.forget_bias is not None:
+            _number("forget_bias", self.forget_bias, -math.inf)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """A training run of a language model.
+
+    Args:
+        engine: 'numpy' (rnnlab.scratch) or 'torch'.
+        data: path of a UTF-8 text file; None trains on the embedded census first names.
+        per_line: one item per line (names, words): each line becomes <b> item <b> with a boundary
+            token, and the validation split takes whole lines.
+        batch_size: B parallel streams through the corpus (stateful truncated BPTT).
+        seq_len: T, time steps per truncated-BPTT chunk.
+        optimizer: 'adam', 'adamw', 'sgd' or 'adagrad'.
+        lr: peak learning rate.
+        lr_schedule: 'constant', or 'cosine' decay to lr_min_ratio·lr over the run's budget (steps, or
+            seconds when only max_time bounds the run).
+        warmup_steps: linear warm-up steps.
+        weight_decay, momentum: optimiser options (momentum for SGD only).
+        grad_clip: threshold for clip_mode 'norm' (global L2 norm) or 'value' (element-wise).
+        max_steps / max_time: stop at whichever comes first (seconds of training, evaluation excluded).
+        eval_every: steps between evaluations on the whole validation split (and checkpoints).
+        val_fraction: last fraction of the data held out for validation.
+        state_reset_prob: chance that a stream's carried state is zeroed before a chunk. With the
+            state always carried, a model sees a zero state once per epoch and generates nonsense
+            from one; occasional resets teach it to start from nothing, as sampling does.
+        seed: seeds initialisation, data order, dropout.
+
+    Example:
+        >>> TrainConfig(max_time=120).batch_size
+        32
+    """
+
+    engine: str = "numpy"
+    data: str | None = None
+    per_line: bool = False
+    batch_size: int = 32
+    seq_len: int = 64
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    lr_schedule: str = "cosine"
+    lr_min_ratio: float = 0.1
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    clip_mode: str = "norm"
+    grad_clip: float = 5.0
+    max_steps: int | None = None
+    max_time: float | None = None
+    eval_every: int = 250
+    eval_batch_size: int = 128
+    val_fraction: float = 0.1
+    state_reset_prob: float = 0.01
+    seed: int = 1337
+
+    def __post_init__(self) -> None:
+        _choice("engine", self.engine, ENGINES)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("seq_len", self.seq_len)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _number("lr", self.lr, 0.0, low_open=True)
+        _choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        _number("lr_min_ratio", self.lr_min_ratio, 0.0, 1.0)
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps: expected an integer >= 0, got {self.warmup_steps!r}")
+        _number("weight_decay", self.weight_decay, 0.0)
+        _number("momentum", self.momentum, 0.0, 1.0)
+        _choice("clip_mode", self.clip_mode, CLIP_MODES)
+        _number("grad_clip", self.grad_clip, 0.0, low_open=True)
+        if self.max_steps is not None:
+            _positive_int("max_steps", self.max_steps)
+        if self.max_time is not None:
+            _number("max_time", self.max_time, 0.0, low_open=True)
+        if self.max_steps is None and self.max_time is None:
+            raise ValueError("max_steps/max_time: expected at least one bound on the run, got neither")
+        _positive_int("eval_every", self.eval_every)
+        _positive_int("eval_batch_size", self.eval_batch_size)
+        _number("val_fraction", self.val_fraction, 0.0, 0.5, low_open=True)
+        _number("state_reset_prob", self.state_reset_prob, 0.0, 1.0)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed: expected an integer, got {self.seed!r}")
+
+
+@dataclass(frozen=True)
+class SampleConfig(_Config):
+    """How to draw text from a trained language model.
+
+    Args:
+        length: characters to generate (per-line models stop each item at the boundary token; then
+            `length` caps one item).
+        num_samples: independent samples drawn in one batch.
+        temperature: divides the logits; < 1 is more conservative, > 1 more surprising.
+        top_k: sample only among the k most likely tokens (None: all).
+        greedy: always take the most likely token (ignores temperature and top_k).
+        prime: text that sets the state before generating (not for per-line models' boundary).
+        unknown: what to do with prime characters outside the vocabulary: 'error', 'skip' or 'map'.
+        replacement: the character that 'map' puts in their place.
+        seed: random seed (None: fresh entropy).
+
+    Example:
+        >>> SampleConfig(temperature=0.8, top_k=5).greedy
+        False
+    """
+
+    length: int = 500
+    num_samples: int = 1
+    temperature: float = 1.0
+    top_k: int | None = None
+    greedy: bool = False
+    prime: str = ""
+    unknown: str = "error"
+    replacement: str | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int("length", self.length)
+        _positive_int("num_samples", self.num_samples)
+        _number("temperature", self.temperature, 0.0, low_open=True)
+        if self.top_k is not None:
+            _positive_int("top_k", self.top_k)
+        _choice("unknown", self.unknown, ("error", "skip", "map"))
+        if self.unknown == "map" and (self.replacement is None or len(self.replacement) != 1):
+            raise ValueError(f"replacement: expected one character with unknown='map', got {self.replacement!r}")

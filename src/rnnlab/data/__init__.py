@@ -1,0 +1,1 @@
+"""Data: reading text files, character vocabularies, splits and batchers."""

@@ -1,0 +1,127 @@
+"""Sampling text from a language model: temperature, top-k, greedy, priming, streaming.
+
+The model is fed its own samples one step at a time with the recurrent state carried, so
+generation costs one small forward pass per character.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..config import SampleConfig
+from ..data.text import CharVocab, DataError
+from ..scratch.losses import softmax
+
+
+class PrimeError(DataError):
+    """The prime text cannot be encoded with the model's vocabulary."""
+
+
+def sample_next(
+    logits: np.ndarray,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+) -> np.ndarray:
+    """Draw one token per row of `logits` (B, V).
+
+    Example:
+        >>> sample_next(np.array([[0.0, 5.0, 1.0]]), np.random.default_rng(0), greedy=True)
+        array([1])
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if greedy:
+        return logits.argmax(axis=-1)
+    z = logits / temperature
+    if top_k is not None and top_k < z.shape[-1]:
+        kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
+        z = np.where(z < kth, -np.inf, z)
+    p = softmax(z, axis=-1)
+    # inverse-CDF draw, one uniform per row
+    u = rng.random((p.shape[0], 1))
+    idx = (np.cumsum(p, axis=-1) < u).sum(axis=-1)
+    return np.minimum(idx, p.shape[-1] - 1)
+
+
+def encode_prime(vocab: CharVocab, config: SampleConfig) -> tuple[np.ndarray, str | None]:
+    """Encode `config.prime`; returns ids and a warning line when characters were skipped or mapped.
+
+    Raises `PrimeError` naming the unknown characters when `config.unknown` is 'error'.
+    """
+    if not config.prime:
+        return np.zeros(0, dtype=np.int64), None
+    ids, unknown = vocab.encode_lossy(config.prime, unknown="skip")
+    if not unknown:
+        return ids, None
+    shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown[:10]) + (" …" if len(unknown) > 10 else "")
+    if config.unknown == "error":
+        raise PrimeError(
+            f"prime: {len(unknown)} character(s) not in the model's vocabulary: {shown}; nothing was generated "
+            "(use --unknown skip to drop them, or --unknown map --replacement C to replace them)"
+        )
+    if config.unknown == "map":
+        if config.replacement not in vocab:
+            raise PrimeError(f"replacement: {config.replacement!r} is not in the model's vocabulary either")
+        ids, _ = vocab.encode_lossy(config.prime, unknown="map", replacement=config.replacement)
+        return ids, f"prime: replaced {shown} with {config.replacement!r} (not in the model's vocabulary)"
+    return ids, f"prime: skipped {shown} (not in the model's vocabulary)"
+
+
+def sample_lm(
+    model,
+    vocab: CharVocab,
+    config: SampleConfig,
+    *,
+    per_line: bool = False,
+    on_text: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Generate `config.num_samples` texts (prime included) from a NumPy `LanguageModel`.
+
+    Args:
+        model: a `rnnlab.scratch.models.LanguageModel` (anything with `forward(idx, state)`).
+        vocab: the model's vocabulary.
+        config: sampling options; raises `PrimeError` for an unknown prime character unless
+            `config.unknown` says to skip or map it.
+        per_line: the model was trained on one item per line: every sample starts at the boundary
+            token and ends at the next one.
+        on_text: called with each new piece of text of the first sample as it is generated
+            (streaming), the prime first.
+
+    Returns:
+        The samples as strings (without boundary tokens).
+
+    Example:
+        >>> sample_lm(lm, vocab, SampleConfig(length=100, prime="ROMEO:"))   # doctest: +SKIP
+    """
+    prime, _ = encode_prime(vocab, config)
+    rng = np.random.default_rng(config.seed)
+    n = config.num_samples
+    start = prime if not per_line else np.concatenate([[vocab.boundary_id], prime]).astype(np.int64)
+    if len(start) == 0:  # no prime for plain text: start from a random character's state
+        start = np.array([rng.integers(len(vocab))], dtype=np.int64)
+    model.eval()
+    out = [list(start) for _ in range(n)]
+    finished = np.zeros(n, dtype=bool)
+    if on_text is not None:
+        on_text(vocab.decode(start))
+    logits, state = model.forward(np.tile(start, (n, 1)), None)  # (n, len(start), V)
+    last = logits[:, -1]
+    for _ in range(config.length):
+        nxt = sample_next(last, rng, config.temperature, config.top_k, config.greedy)  # (n,)
+        for i, tok in enumerate(nxt):
+            if not finished[i]:
+                if per_line and tok == vocab.boundary_id:
+                    finished[i] = True
+                else:
+                    out[i].append(int(tok))
+        if on_text is not None and not finished[0]:
+            on_text(vocab.decode([int(nxt[0])]))
+        if finished.all():
+            break
+        logits, state = model.forward(nxt[:, None], state)
+        last = logits[:, -1]
+    model.rnn._cache = None
+    return [vocab.decode(ids) for ids in out]

@@ -1,0 +1,76 @@
+"""Models assembled from the NumPy layers. Same names and state-dict keys as `rnnlab.torch.models`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ModelConfig
+from .gradcheck_recurrent import make_layer
+from .init import init_recurrent_
+from .layers import Dropout, Embedding, Linear
+from .module import Module, check_dtype
+
+
+class LanguageModel(Module):
+    """Token embedding -> recurrent stack -> dropout -> linear read-out: next-token logits.
+
+    State-dict keys: `embedding.weight`, `rnn.weight_ih_l0` …, `head.weight`, `head.bias`
+    (the PyTorch twin uses the same submodule names, so one state dict serves both engines).
+
+    Args:
+        config: the `ModelConfig`.
+        dtype: np.float32 (default) or np.float64.
+        seed: seeds initialisation and dropout.
+
+    Example:
+        >>> lm = LanguageModel(ModelConfig(vocab_size=10, hidden_size=8), seed=0)
+        >>> logits, state = lm.forward(np.zeros((2, 5), dtype=np.int64))   # (B, T)
+        >>> logits.shape
+        (2, 5, 10)
+    """
+
+    def __init__(self, config: ModelConfig, *, dtype: object = np.float32, seed: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.dtype = check_dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+        seeds = self.rng.integers(0, 2**31, size=3)
+        cell = f"rnn_{config.nonlinearity}" if config.cell == "rnn" else config.cell
+        self.embedding = Embedding(config.vocab_size, config.embedding_dim, dtype=dtype, seed=int(seeds[0]))
+        self.rnn = make_layer(
+            cell,
+            config.embedding_dim,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout,
+            batch_first=True,
+            dtype=dtype,
+            seed=int(seeds[1]),
+        )
+        self.drop = Dropout(config.dropout)
+        self.head = Linear(config.hidden_size, config.vocab_size, dtype=dtype, seed=int(seeds[2]))
+        for name, child in (("embedding", self.embedding), ("rnn", self.rnn), ("head", self.head)):
+            self.register_module(name, child)
+        self.register_module("drop", self.drop)
+        if config.init != "pytorch" or config.forget_bias is not None:
+            init_recurrent_(self.rnn, config.init, self.rng, forget_bias=config.forget_bias)
+
+    def forward(self, idx: np.ndarray, state=None):
+        """idx (B, T) token ids; state from the previous chunk or None. Returns (logits (B, T, V), state)."""
+        x = self.embedding.forward(idx)  # (B, T, E)
+        out, state = self.rnn.forward(x, state)  # (B, T, H)
+        out = self.drop.forward(out, self.rng)
+        return self.head.forward(out), state  # (B, T, V)
+
+    __call__ = forward
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        """Accumulate gradients of every parameter from dlogits (B, T, V); the carried state gets none."""
+        dout = self.drop.backward(self.head.backward(dlogits))
+        dx, _ = self.rnn.backward(dout)
+        self.embedding.backward(dx)
+
+    def initial_state(self, batch_size: int):
+        """Zeros of the right shape: (L, B, H), or a pair for LSTM."""
+        h = np.zeros((self.config.num_layers, batch_size, self.config.hidden_size), dtype=self.dtype)
+        return (h, h.copy()) if self.config.cell == "lstm" else h

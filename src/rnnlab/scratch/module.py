@@ -1,0 +1,114 @@
+"""The parameter container every NumPy layer builds on.
+
+A `Module` owns named parameter arrays and gradient arrays of the same names and shapes, like
+PyTorch's `nn.Module` with `.grad` on each parameter. Gradients accumulate across `backward`
+calls until `zero_grad()`, as in PyTorch, so truncated BPTT and gradient accumulation work the
+same way in both engines. Children are composed with dotted names (`rnn.weight_ih_l0`), so one
+state dict serves a NumPy model and its PyTorch twin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype: object) -> np.dtype:
+    """Return `dtype` as a NumPy dtype, raising TypeError unless it is float32 or float64."""
+    dt = np.dtype(dtype)  # type: ignore[call-overload]
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+    return dt
+
+
+class Module:
+    """Base class: named parameters, their gradients, children, train/eval mode.
+
+    Subclasses call `register_parameter(name, array)` for their own weights and
+    `register_module(name, child)` for children; `params` and `grads` then hold live references
+    (an optimiser updates `params[k]` in place from `grads[k]`).
+
+    Example:
+        >>> lin = Linear(4, 2)                      # any subclass
+        >>> sorted(lin.state_dict())
+        ['bias', 'weight']
+    """
+
+    def __init__(self) -> None:
+        self._params: dict[str, np.ndarray] = {}
+        self._grads: dict[str, np.ndarray] = {}
+        self._children: dict[str, Module] = {}
+        self.training = True
+
+    # -- construction -------------------------------------------------------------------------
+    def register_parameter(self, name: str, value: np.ndarray) -> None:
+        self._params[name] = value
+        self._grads[name] = np.zeros_like(value)
+
+    def register_module(self, name: str, module: Module) -> None:
+        self._children[name] = module
+
+    # -- access -------------------------------------------------------------------------------
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """Yield `(name, parameter, gradient)` for this module and its children, in registration order."""
+        for name, p in self._params.items():
+            yield prefix + name, p, self._grads[name]
+        for child_name, child in self._children.items():
+            yield from child.named_parameters(prefix + child_name + ".")
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Live parameter arrays by name (no copies)."""
+        return {n: p for n, p, _ in self.named_parameters()}
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Live gradient arrays by name, same names and shapes as `params`."""
+        return {n: g for n, _, g in self.named_parameters()}
+
+    def num_parameters(self) -> int:
+        return sum(p.size for _, p, _ in self.named_parameters())
+
+    def zero_grad(self) -> None:
+        for _, _, g in self.named_parameters():
+            g.fill(0)
+
+    def train(self, mode: bool = True) -> Module:
+        self.training = mode
+        for child in self._children.values():
+            child.train(mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    # -- state dicts --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter, keyed by PyTorch's names."""
+        return {n: p.copy() for n, p, _ in self.named_parameters()}
+
+    def load_state_dict(self, state_dict: Mapping[str, object], strict: bool = True) -> None:
+        """Copy arrays into the parameters in place, keeping this module's dtype.
+
+        Args:
+            state_dict: name -> array-like (NumPy arrays, or anything `np.asarray` takes, such as
+                `tensor.numpy()`); shapes must match exactly.
+            strict: if True, missing or unexpected names raise `ValueError`.
+        """
+        own = self.params
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"state_dict: names do not match; missing {missing or 'none'}, unexpected {unexpected or 'none'}"
+            )
+        for name, value in state_dict.items():
+            if name not in own:
+                continue
+            arr = np.asarray(value)
+            if arr.shape != own[name].shape:
+                raise ValueError(f"state_dict[{name!r}]: expected shape {own[name].shape}, got {arr.shape}")
+            own[name][...] = arr

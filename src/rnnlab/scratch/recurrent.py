@@ -1,0 +1,810 @@
+"""Vanilla RNN, LSTM and GRU in NumPy, with exact backpropagation through time.
+
+The equations, gate order, parameter names and shapes are PyTorch's (`torch.nn.RNN/LSTM/GRU`),
+so a state dict moves between the two engines unchanged:
+
+    RNN   h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),                act = tanh | relu
+    LSTM  [i, f, g, o] = [σ, σ, tanh, σ](W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+          c_t = f ⊙ c_{t-1} + i ⊙ g
+          h_t = o ⊙ tanh(c_t)
+    GRU   [r, z] = σ(W_i[r,z] x_t + b_i[r,z] + W_h[r,z] h_{t-1} + b_h[r,z])
+          n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
+          h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+
+Why it is fast although it is plain NumPy: only the recurrent product W_hh h_{t-1} has to be
+done step by step. The input projection of all T steps is one (T·B, I) × (I, G) matrix product
+before the loop, and in the backward pass the weight gradients of all T steps are one product
+each after the loop (dW = Σ_t dG_tᵀ x_t = dGᵀ X). The loop itself writes into preallocated
+buffers, so it allocates almost nothing.
+
+Truncated BPTT is the same code: run `forward` on a chunk with the state carried from the last
+chunk, `backward` with no final-state gradient, and start the next chunk from `h_n` (a plain
+array: nothing flows back across the boundary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .module import Module, check_dtype
+
+MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
+GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels: one layer, one direction, feature-major. Inside the engine a sequence is (T, F, B):
+# the step product is then W_hh (G, H) @ h_{t-1} (H, B), which BLAS runs faster than the
+# batch-major h (B, H) @ W_hhᵀ for the small B of RNN training, and every gate is a contiguous
+# (H, B) block. `xg` is the input projection W_ih x_t + b for every step in processing order (a
+# reversed view for the backward direction). Each forward returns the hidden states hs (T+1, H, B)
+# with hs[0] = h0, and a cache; each backward returns the gradient of the input projection
+# dGi (T, G, B), of the recurrent pre-activation dGh (T, G, B) (the same array except for GRU,
+# whose b_hn sits inside r ⊙ (·)), and of the initial state.
+#
+# σ(x) = ½ tanh(x/2) + ½: the σ gates' rows of W_ih, W_hh and the biases come in pre-scaled by ½
+# (exact in floating point), so all gates share one tanh over a contiguous block per step.
+# ---------------------------------------------------------------------------------------------
+
+
+def _gate_scale(mode: str, H: int, dtype: np.dtype) -> np.ndarray | None:
+    """Per-row factor applied to the weights so that tanh of the product gives σ after ½x + ½."""
+    if mode == "LSTM":  # i f g o
+        s = np.full(4 * H, 0.5, dtype=dtype)
+        s[2 * H : 3 * H] = 1.0
+        return s
+    if mode == "GRU":  # r z n
+        s = np.full(3 * H, 0.5, dtype=dtype)
+        s[2 * H :] = 1.0
+        return s
+    return None
+
+
+def rnn_forward(xg, h0, W_hh, relu):
+    """Elman RNN: h_t = act(xg_t + W_hh h_{t-1}), with both biases folded into xg."""
+    T, H, B = xg.shape
+    hs = np.empty((T + 1, H, B), dtype=xg.dtype)  # (T+1, H, B)
+    hs[0] = h0
+    for t in range(T):
+        a = hs[t + 1]  # (H, B)
+        np.matmul(W_hh, hs[t], out=a)
+        a += xg[t]
+        if relu:
+            np.maximum(a, 0, out=a)
+        else:
+            np.tanh(a, out=a)
+    return hs, None
+
+
+def rnn_backward(dhs, dhT, hs, cache, W_hh, relu):
+    """dpre_t = dh_t ⊙ act'(pre_t), dh_{t-1} = W_hhᵀ dpre_t, with act' read off the stored outputs."""
+    T, H, B = dhs.shape
+    dG = np.empty((T, H, B), dtype=dhs.dtype)  # (T, H, B)
+    dh = np.zeros((H, B), dtype=dhs.dtype) if dhT is None else dhT.copy()  # (H, B)
+    W_hhT = W_hh.T
+    for t in range(T - 1, -1, -1):
+        dh += dhs[t]
+        h = hs[t + 1]  # (H, B)
+        da = dG[t]  # (H, B)
+        if relu:
+            np.multiply(dh, h > 0, out=da)
+        else:
+            np.multiply(h, h, out=da)  # tanh' = 1 - h²
+            np.subtract(1, da, out=da)
+            da *= dh
+        np.matmul(W_hhT, da, out=dh)  # (H, B)
+    return dG, dG, (dh,)
+
+
+def lstm_forward(xg, h0, c0, W_hh):
+    """LSTM steps, gates i, f, g, o; xg and W_hh arrive with the σ rows scaled by ½."""
+    T, G, B = xg.shape
+    H = G // 4
+    dt = xg.dtype
+    hs = np.empty((T + 1, H, B), dtype=dt)  # (T+1, H, B)
+    cs = np.empty((T + 1, H, B), dtype=dt)  # (T+1, H, B)
+    tcs = np.empty((T, H, B), dtype=dt)  # tanh(c_t)
+    acts = np.empty((T, G, B), dtype=dt)  # gate activations [i f g o]
+    hs[0], cs[0] = h0, c0
+    tmp = np.empty((H, B), dtype=dt)
+    for t in range(T):
+        a = acts[t]  # (4H, B)
+        np.matmul(W_hh, hs[t], out=a)
+        a += xg[t]
+        np.tanh(a, out=a)
+        for s in (a[: 2 * H], a[3 * H :]):  # σ = ½ tanh(x/2) + ½ on i, f and o
+            s *= 0.5
+            s += 0.5
+        i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+        c = cs[t + 1]  # (H, B)
+        np.multiply(f, cs[t], out=c)
+        np.multiply(i, g, out=tmp)
+        c += tmp
+        np.tanh(c, out=tcs[t])
+        np.multiply(o, tcs[t], out=hs[t + 1])
+    return hs, (cs, tcs, acts)
+
+
+def lstm_backward(dhs, dhT, dcT, hs, cache, W_hh):
+    """Backward through c_t = f c_{t-1} + i g and h_t = o tanh(c_t), then the gate nonlinearities."""
+    cs, tcs, acts = cache
+    T, H, B = dhs.shape
+    G = 4 * H
+    dt = dhs.dtype
+    dG = np.empty((T, G, B), dtype=dt)  # (T, 4H, B) pre-activation gradients
+    dh = np.zeros((H, B), dtype=dt) if dhT is None else dhT.copy()  # (H, B)
+    dc = np.zeros((H, B), dtype=dt) if dcT is None else dcT.copy()  # (H, B)
+    deriv = np.empty((G, B), dtype=dt)
+    tmp = np.empty((H, B), dtype=dt)
+    W_hhT = W_hh.T  # (H, 4H)
+    for t in range(T - 1, -1, -1):
+        dh += dhs[t]
+        a = acts[t]
+        i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+        tc = tcs[t]
+        d = dG[t]  # (4H, B): activation gradients first, then times the gate derivatives
+        di, df, dg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
+        np.multiply(dh, tc, out=do)
+        np.multiply(tc, tc, out=tmp)  # dc += dh ⊙ o ⊙ (1 - tanh²(c))
+        np.subtract(1, tmp, out=tmp)
+        tmp *= o
+        tmp *= dh
+        dc += tmp
+        np.multiply(dc, g, out=di)
+        np.multiply(dc, cs[t], out=df)
+        np.multiply(dc, i, out=dg)
+        # gate derivatives: σ' = a(1 - a) on i, f, o; tanh' = 1 - a² on g, i.e. (1 - a)(a + [g row])
+        np.subtract(1, a, out=deriv)
+        deriv[: 2 * H] *= a[: 2 * H]
+        deriv[3 * H :] *= o
+        np.add(g, 1, out=tmp)
+        deriv[2 * H : 3 * H] *= tmp
+        d *= deriv
+        dc *= f
+        np.matmul(W_hhT, d, out=dh)  # (H, B)
+    return dG, dG, (dh, dc)
+
+
+def gru_forward(xg, h0, W_hh, b_hh):
+    """GRU steps, gates r, z, n with b_hn inside the reset product; r, z rows arrive scaled by ½."""
+    T, G, B = xg.shape
+    H = G // 3
+    dt = xg.dtype
+    hs = np.empty((T + 1, H, B), dtype=dt)  # (T+1, H, B)
+    acts = np.empty((T, G, B), dtype=dt)  # [r z n]
+    ghn = np.empty((T, H, B), dtype=dt)  # W_hn h_{t-1} + b_hn, needed for dr
+    gh = np.empty((G, B), dtype=dt)
+    b = None if b_hh is None else b_hh[:, None]
+    hs[0] = h0
+    for t in range(T):
+        np.matmul(W_hh, hs[t], out=gh)  # (3H, B)
+        if b is not None:
+            gh += b
+        a = acts[t]
+        rz = a[: 2 * H]
+        np.add(xg[t, : 2 * H], gh[: 2 * H], out=rz)
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
+        r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
+        ghn[t] = gh[2 * H :]
+        np.multiply(r, ghn[t], out=n)
+        n += xg[t, 2 * H :]
+        np.tanh(n, out=n)
+        h = hs[t + 1]  # h = n + z ⊙ (h_{t-1} - n)
+        np.subtract(hs[t], n, out=h)
+        h *= z
+        h += n
+    return hs, (acts, ghn)
+
+
+def gru_backward(dhs, dhT, hs, cache, W_hh):
+    """Backward through h = (1-z) n + z h_{t-1}, n = tanh(xn + r ⊙ ghn), [r z] = σ(·)."""
+    acts, ghn = cache
+    T, H, B = dhs.shape
+    G = 3 * H
+    dt = dhs.dtype
+    dGi = np.empty((T, G, B), dtype=dt)  # grads of the input projection
+    dGh = np.empty((T, G, B), dtype=dt)  # grads of W_hh h + b_hh
+    dh = np.zeros((H, B), dtype=dt) if dhT is None else dhT.copy()
+    tmp = np.empty((H, B), dtype=dt)
+    dhh = np.empty((H, B), dtype=dt)
+    W_hhT = W_hh.T  # (H, 3H)
+    for t in range(T - 1, -1, -1):
+        dh += dhs[t]
+        a = acts[t]
+        r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
+        di = dGi[t]
+        dr, dz, dn = di[:H], di[H : 2 * H], di[2 * H :]
+        np.subtract(1, z, out=dn)  # dn_pre = dh ⊙ (1 - z) ⊙ (1 - n²)
+        dn *= dh
+        np.multiply(n, n, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        dn *= tmp
+        np.subtract(hs[t], n, out=dz)  # dz_pre = dh ⊙ (h_{t-1} - n) ⊙ z (1 - z)
+        dz *= dh
+        np.subtract(1, z, out=tmp)
+        tmp *= z
+        dz *= tmp
+        np.multiply(dn, ghn[t], out=dr)  # dr_pre = dn_pre ⊙ ghn ⊙ r (1 - r)
+        np.subtract(1, r, out=tmp)
+        tmp *= r
+        dr *= tmp
+        dgh = dGh[t]
+        dgh[: 2 * H] = di[: 2 * H]
+        np.multiply(dn, r, out=dgh[2 * H :])
+        np.matmul(W_hhT, dgh, out=dhh)  # (H, B)
+        dh *= z
+        dh += dhh
+    return dGi, dGh, (dh,)
+
+
+# ---------------------------------------------------------------------------------------------
+# One direction of one layer: input projection, kernel, and the weight gradients of all steps as
+# single matrix products (dW = Σ_t dG_t x_tᵀ = dG Xᵀ with time and batch flattened together).
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _DirCache:
+    x: np.ndarray  # (T, I, B) layer input, original time order
+    hs: np.ndarray  # (T+1, H, B) hidden states in processing order
+    kernel_cache: object
+    reverse: bool
+
+
+def _flatten_time(a: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """(T, F, B) -> (F, T·B) in original time order (one copy)."""
+    T, F, B = a.shape
+    if reverse:
+        a = a[::-1]
+    return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(F, T * B)
+
+
+def direction_forward(mode, x, state, W_ih, W_hh, b_ih, b_hh, reverse):
+    """Run one direction of one layer over x (T, I, B); returns outputs (T, H, B), final state, cache."""
+    H = W_hh.shape[1]
+    scale = _gate_scale(mode, H, x.dtype)
+    if scale is not None:  # σ rows pre-scaled by ½ (see above); small (G, ·) copies
+        W_ih, W_hh = W_ih * scale[:, None], W_hh * scale[:, None]
+        if b_ih is not None:
+            b_ih, b_hh = b_ih * scale, b_hh * scale
+    xg = np.matmul(W_ih, x)  # (T, G, B)
+    if b_ih is not None:
+        # outside GRU the two biases only ever appear summed; GRU's b_hn sits inside r ⊙ (·)
+        xg += (b_ih if mode == "GRU" else b_ih + b_hh)[:, None]
+    xg_p = xg[::-1] if reverse else xg  # processing order, a view
+    if mode == "LSTM":
+        hs, kc = lstm_forward(xg_p, state[0], state[1], W_hh)
+        final = (hs[-1], kc[0][-1])
+    elif mode == "GRU":
+        hs, kc = gru_forward(xg_p, state[0], W_hh, b_hh)
+        final = (hs[-1],)
+    else:
+        hs, kc = rnn_forward(xg_p, state[0], W_hh, mode == "RNN_RELU")
+        final = (hs[-1],)
+    out = hs[1:][::-1] if reverse else hs[1:]  # (T, H, B) original order
+    return out, final, _DirCache(x, hs, kc, reverse)
+
+
+def direction_backward(mode, dout, dfinal, cache, W_ih, W_hh, has_bias):
+    """Backward of `direction_forward` with unscaled weights; returns dx (T, I, B), grads, initial-state grads."""
+    x, hs, kc, reverse = cache.x, cache.hs, cache.kernel_cache, cache.reverse
+    T, I, B = x.shape
+    dout_p = dout[::-1] if reverse else dout  # processing order
+    if mode == "LSTM":
+        dGi, dGh, dstate = lstm_backward(dout_p, dfinal[0], dfinal[1], hs, kc, W_hh)
+    elif mode == "GRU":
+        dGi, dGh, dstate = gru_backward(dout_p, dfinal[0], hs, kc, W_hh)
+    else:
+        dGi, dGh, dstate = rnn_backward(dout_p, dfinal[0], hs, kc, W_hh, mode == "RNN_RELU")
+    dGi2 = _flatten_time(dGi, reverse)  # (G, T·B) original order
+    dGh2 = dGi2 if dGh is dGi else _flatten_time(dGh, reverse)
+    grads = {
+        "weight_ih": dGi2 @ _flatten_time(x).T,  # (G, I)
+        "weight_hh": dGh2 @ _flatten_time(hs[:-1], reverse).T,  # (G, H)
+    }
+    if has_bias:
+        grads["bias_ih"] = dGi2.sum(axis=1)
+        grads["bias_hh"] = grads["bias_ih"] if dGh2 is dGi2 else dGh2.sum(axis=1)
+    dx = (W_ih.T @ dGi2).reshape(I, T, B).transpose(1, 0, 2)  # (T, I, B), a view
+    return dx, grads, dstate
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers with PyTorch's contract.
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_float_array(name: str, value: object, dtype: np.dtype) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    return arr.astype(dtype, copy=False)
+
+
+class RNNBase(Module):
+    """Multi-layer, optionally bidirectional recurrent layer; see `RNN`, `LSTM` and `GRU`.
+
+    Parameters per layer k and direction (suffix `_reverse` for the backward one), PyTorch's
+    names and shapes with G = 1, 4 or 3 gate blocks:
+    `weight_ih_l{k}` (G·H, I_k), `weight_hh_l{k}` (G·H, H), `bias_ih_l{k}` (G·H,), `bias_hh_l{k}` (G·H,),
+    where I_0 = input_size and I_k = H · num_directions above. Initialised U(±1/√H) as PyTorch.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        dtype: object = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        assert mode in MODES
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        self.mode = mode
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self.dtype = check_dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+        self._cache: dict | None = None
+
+        G, H = GATES[mode] * self.hidden_size, self.hidden_size
+        k = 1.0 / np.sqrt(H)
+        for layer in range(self.num_layers):
+            layer_in = self.input_size if layer == 0 else H * self.num_directions
+            for suffix in self._suffixes(layer):
+                shapes = {"weight_ih": (G, layer_in), "weight_hh": (G, H)}
+                if self.bias:
+                    shapes.update(bias_ih=(G,), bias_hh=(G,))
+                for base, shape in shapes.items():
+                    w = self.rng.uniform(-k, k, size=shape).astype(self.dtype)
+                    self.register_parameter(base + suffix, w)
+
+    def _suffixes(self, layer: int) -> list[str]:
+        return [f"_l{layer}", f"_l{layer}_reverse"][: self.num_directions]
+
+    def _weights(self, suffix: str):
+        p = self._params
+        b_ih = p.get("bias_ih" + suffix)
+        b_hh = p.get("bias_hh" + suffix)
+        return p["weight_ih" + suffix], p["weight_hh" + suffix], b_ih, b_hh
+
+    # -- state handling ---------------------------------------------------------------------------
+    def _state_shape(self, batch: int | None) -> tuple[int, ...]:
+        n = self.num_layers * self.num_directions
+        return (n, self.hidden_size) if batch is None else (n, batch, self.hidden_size)
+
+    def _check_state(self, name: str, value: object, batch: int | None) -> np.ndarray:
+        expected = self._state_shape(batch)
+        if value is None:
+            return np.zeros(expected, dtype=self.dtype)
+        arr = _as_float_array(name, value, self.dtype)
+        if arr.shape != expected:
+            raise ValueError(f"{name}: expected shape {expected}, got {arr.shape}")
+        return arr
+
+    def _split_state(self, hx, batch):
+        """Normalise the user's state to a tuple of arrays of shape (L·D, B, H)."""
+        if self.mode == "LSTM":
+            if hx is None:
+                hx = (None, None)
+            if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+                raise TypeError(f"hx: expected a tuple (h_0, c_0) for LSTM, got {type(hx).__name__}")
+            states = (self._check_state("h_0", hx[0], batch), self._check_state("c_0", hx[1], batch))
+        else:
+            states = (self._check_state("hx", hx, batch),)
+        return tuple(s if s.ndim == 3 else s[:, None, :] for s in states)
+
+    # -- forward / backward -----------------------------------------------------------------------
+    def forward(self, input: np.ndarray, hx=None):
+        """Run the whole sequence and keep what `backward` needs.
+
+        Args:
+            input: (T, B, input_size), or (B, T, input_size) with batch_first, or (T, input_size)
+                unbatched. Integer or float arrays are converted to the layer's dtype.
+            hx: initial state (L·D, B, H) (LSTM: a tuple (h_0, c_0)); zeros if None. Unbatched: (L·D, H).
+
+        Returns:
+            `(output, h_n)`, or `(output, (h_n, c_n))` for LSTM; output (T, B, D·H) (batch_first:
+            (B, T, D·H)), h_n and c_n (L·D, B, H).
+
+        Example:
+            >>> m = LSTM(8, 16, num_layers=2, batch_first=True)
+            >>> out, (h_n, c_n) = m.forward(np.zeros((4, 10, 8)))
+            >>> out.shape, h_n.shape
+            ((4, 10, 16), (4, 4, 16))
+        """
+        x = _as_float_array("input", input, self.dtype)
+        if x.ndim not in (2, 3):
+            raise ValueError(f"input: expected a 2-D (unbatched) or 3-D array, got shape {x.shape}")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)
+        T, B, I = x.shape  # from here on time-major
+        if I != self.input_size:
+            layout = (
+                "(T, input_size)" if unbatched else "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            )
+            raise ValueError(
+                f"input: expected last dimension input_size={self.input_size} in {layout}, got shape {tuple(np.shape(input))}"
+            )
+        if T == 0 or B == 0:
+            raise ValueError(
+                f"input: expected at least one time step and one sequence, got shape {tuple(np.shape(input))}"
+            )
+        states = self._split_state(hx, None if unbatched else B)
+
+        layer_input = np.ascontiguousarray(x.transpose(0, 2, 1))  # (T, I, B) feature-major
+        caches, masks, finals = [], [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d, suffix in enumerate(self._suffixes(layer)):
+                idx = layer * self.num_directions + d
+                W_ih, W_hh, b_ih, b_hh = self._weights(suffix)
+                state = tuple(np.ascontiguousarray(st[idx].T) for st in states)  # (H, B)
+                out, final, cache = direction_forward(self.mode, layer_input, state, W_ih, W_hh, b_ih, b_hh, d == 1)
+                outs.append(out)
+                finals.append(final)
+                caches.append(cache)
+            layer_out = np.concatenate(outs, axis=1) if self.num_directions == 2 else np.ascontiguousarray(outs[0])
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                # inverted dropout between layers, as PyTorch: scale at train time, identity at eval
+                mask = (self.rng.random(layer_out.shape) >= self.dropout).astype(self.dtype) / (1 - self.dropout)
+                layer_out = layer_out * mask
+                masks.append(mask)
+            else:
+                masks.append(None)
+            layer_input = layer_out  # (T, D·H, B)
+        self._cache = {"caches": caches, "masks": masks, "unbatched": unbatched, "shape": (T, B)}
+
+        output = np.ascontiguousarray(layer_input.transpose(0, 2, 1))  # (T, B, D·H)
+        h_n = [np.stack([f[j].T for f in finals]) for j in range(len(states))]  # each (L·D, B, H)
+        if unbatched:
+            output, h_n = output[:, 0, :], [h[:, 0, :] for h in h_n]
+        elif self.batch_first:
+            output = output.transpose(1, 0, 2)
+        return (output, tuple(h_n)) if self.mode == "LSTM" else (output, h_n[0])
+
+    def backward(self, dout: np.ndarray | None, dstate=None):
+        """Backpropagate through the last `forward`, accumulating parameter gradients in `grads`.
+
+        Args:
+            dout: gradient of the loss with respect to `output`, same shape; None means zeros.
+            dstate: gradient with respect to the final state `h_n` (LSTM: `(dh_n, dc_n)`, either may
+                be None); None means the final state does not reach the loss (truncated BPTT).
+
+        Returns:
+            `(dinput, dh_0)`, or `(dinput, (dh_0, dc_0))` for LSTM, shaped like `input` and `hx`.
+
+        Example:
+            >>> out, h_n = m.forward(x)
+            >>> dx, dh0 = m.backward(np.ones_like(out))
+            >>> m.grads["weight_hh_l0"].shape == m.params["weight_hh_l0"].shape
+            True
+        """
+        if self._cache is None:
+            raise RuntimeError("backward called before forward (or twice for one forward)")
+        cache, self._cache = self._cache, None
+        T, B = cache["shape"]
+        unbatched = cache["unbatched"]
+        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        out_shape = (T, B, D * H)
+        if dout is None:
+            g = np.zeros(out_shape, dtype=self.dtype)
+        else:
+            g = _as_float_array("dout", dout, self.dtype)
+            g = (
+                g[:, None, :]
+                if unbatched and g.ndim == 2
+                else (g.transpose(1, 0, 2) if self.batch_first and not unbatched else g)
+            )
+            if g.shape != out_shape:
+                T_, B_, F_ = out_shape
+                expected = (T_, F_) if unbatched else (B_, T_, F_) if self.batch_first else out_shape
+                raise ValueError(f"dout: expected the shape of output {expected}, got {tuple(np.shape(dout))}")
+        n_state = 2 if self.mode == "LSTM" else 1
+        if dstate is None:
+            dfin = [None] * n_state
+        elif self.mode == "LSTM":
+            if not (isinstance(dstate, (tuple, list)) and len(dstate) == 2):
+                raise TypeError(f"dstate: expected a tuple (dh_n, dc_n) for LSTM, got {type(dstate).__name__}")
+            dfin = list(dstate)
+        else:
+            dfin = [dstate]
+        dfin = [
+            None if v is None else self._check_state(name, v, None if unbatched else B)
+            for name, v in zip(("dh_n", "dc_n"), dfin, strict=False)
+        ]
+        dfin = [None if v is None else (v[:, None, :] if v.ndim == 2 else v) for v in dfin]
+
+        dinit = [np.zeros((L * D, B, H), dtype=self.dtype) for _ in range(n_state)]
+        g = np.ascontiguousarray(g.transpose(0, 2, 1))  # (T, D·H, B) feature-major
+        for layer in range(L - 1, -1, -1):
+            mask = cache["masks"][layer]
+            if mask is not None:
+                g = g * mask
+            dx = None
+            for d, suffix in enumerate(self._suffixes(layer)):
+                idx = layer * D + d
+                W_ih, W_hh, _, _ = self._weights(suffix)
+                dfinal = tuple(None if v is None else np.ascontiguousarray(v[idx].T) for v in dfin)
+                g_d = g[:, d * H : (d + 1) * H] if D == 2 else g
+                dxd, grads, dst = direction_backward(
+                    self.mode, g_d, dfinal, cache["caches"][idx], W_ih, W_hh, self.bias
+                )
+                for base, val in grads.items():
+                    self._grads[base + suffix] += val
+                for j in range(n_state):
+                    dinit[j][idx] = dst[j].T
+                dx = dxd if dx is None else dx + dxd
+            g = dx  # (T, I, B)
+        dinput = np.ascontiguousarray(g.transpose(0, 2, 1))  # (T, B, I)
+        if unbatched:
+            dinput, dinit = dinput[:, 0, :], [v[:, 0, :] for v in dinit]
+        elif self.batch_first:
+            dinput = dinput.transpose(1, 0, 2)
+        return (dinput, tuple(dinit)) if self.mode == "LSTM" else (dinput, dinit[0])
+
+    __call__ = forward
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"bidirectional={self.bidirectional}, batch_first={self.batch_first}, dtype={self.dtype}"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class RNN(RNNBase):
+    """Elman RNN, `h_t = tanh|relu(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`, PyTorch's `nn.RNN` contract.
+
+    Args:
+        input_size, hidden_size, num_layers, nonlinearity ('tanh' or 'relu'), bias, batch_first,
+        dropout, bidirectional: as `torch.nn.RNN`.
+        dtype: np.float32 (default) or np.float64.
+        seed: seeds the initialisation and the dropout masks.
+
+    Example:
+        >>> rnn = RNN(10, 20, num_layers=2)
+        >>> out, h_n = rnn.forward(np.random.randn(5, 3, 10))   # (T, B, I)
+        >>> out.shape, h_n.shape
+        ((5, 3, 20), (2, 3, 20))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        dtype: object = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        super().__init__(
+            mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, dtype=dtype, seed=seed
+        )
+
+
+class LSTM(RNNBase):
+    """Long short-term memory (Hochreiter & Schmidhuber 1997, with forget gate), PyTorch's `nn.LSTM` contract.
+
+    Gates i, f, g, o stacked in that order in `weight_ih_l{k}` (4H, I) and `weight_hh_l{k}` (4H, H).
+    `forward(x, (h_0, c_0))` returns `(output, (h_n, c_n))`; `backward(dout, (dh_n, dc_n))` returns
+    `(dx, (dh_0, dc_0))`.
+
+    Example:
+        >>> m = LSTM(input_size=8, hidden_size=16, num_layers=2, bidirectional=True, batch_first=True, dtype=np.float64)
+        >>> out, (h_n, c_n) = m.forward(np.random.randn(3, 7, 8))
+        >>> out.shape, h_n.shape
+        ((3, 7, 32), (4, 3, 16))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        dtype: object = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(
+            "LSTM",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            dtype=dtype,
+            seed=seed,
+        )
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit (Cho et al. 2014), PyTorch's `nn.GRU` contract: gates r, z, n in that order.
+
+    Example:
+        >>> m = GRU(8, 16)
+        >>> out, h_n = m.forward(np.random.randn(7, 3, 8))
+        >>> out.shape, h_n.shape
+        ((7, 3, 16), (1, 3, 16))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        dtype: object = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(
+            "GRU",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            dtype=dtype,
+            seed=seed,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells: one time step, PyTorch's nn.RNNCell/LSTMCell/GRUCell names (no _l0 suffix).
+# ---------------------------------------------------------------------------------------------
+
+
+class _CellBase(Module):
+    _layer_cls: type
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, *, dtype=np.float32, seed=None, **kw
+    ) -> None:
+        super().__init__()
+        # A one-step, one-layer recurrent layer does the maths; the cell only renames its parameters.
+        self._layer = self._layer_cls(input_size, hidden_size, bias=bias, dtype=dtype, seed=seed, **kw)
+        for name, p, g in self._layer.named_parameters():
+            self._params[name.removesuffix("_l0")] = p
+            self._grads[name.removesuffix("_l0")] = g
+        self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, self._layer.dtype
+
+    def _check_input(self, input):
+        x = _as_float_array("input", input, self.dtype)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"input: expected shape (B, {self.input_size}) or ({self.input_size},), got {x.shape}")
+        return x
+
+    def zero_grad(self) -> None:
+        self._layer.zero_grad()
+
+
+class RNNCell(_CellBase):
+    """One step of `RNN`: `h' = tanh|relu(W_ih x + b_ih + W_hh h + b_hh)`.
+
+    Example:
+        >>> cell = RNNCell(4, 8)
+        >>> h = cell.forward(np.ones((2, 4)))         # (B, H)
+        >>> dx, dh = cell.backward(np.ones((2, 8)))
+    """
+
+    _layer_cls = RNN
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        *,
+        dtype=np.float32,
+        seed=None,
+    ):
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, nonlinearity=nonlinearity)
+
+    def forward(self, input: np.ndarray, hx: np.ndarray | None = None) -> np.ndarray:
+        """input (B, I) or (I,); hx (B, H) or (H,), zeros if None; returns h' like hx."""
+        x = self._check_input(input)
+        _, h = self._layer.forward(x[None], None if hx is None else np.asarray(hx)[None])
+        return h[0]
+
+    def backward(self, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """dh: gradient of h'; returns (dinput, dhx)."""
+        dx, dh0 = self._layer.backward(None, np.asarray(dh)[None])
+        return dx[0], dh0[0]
+
+    __call__ = forward
+
+
+class LSTMCell(_CellBase):
+    """One step of `LSTM`; `forward(x, (h, c))` returns `(h', c')`.
+
+    Example:
+        >>> cell = LSTMCell(4, 8)
+        >>> h, c = cell.forward(np.ones((2, 4)))
+        >>> dx, (dh, dc) = cell.backward(np.ones((2, 8)), np.zeros((2, 8)))
+    """
+
+    _layer_cls = LSTM
+
+    def forward(self, input: np.ndarray, hx=None) -> tuple[np.ndarray, np.ndarray]:
+        x = self._check_input(input)
+        state = None if hx is None else (np.asarray(hx[0])[None], np.asarray(hx[1])[None])
+        _, (h, c) = self._layer.forward(x[None], state)
+        return h[0], c[0]
+
+    def backward(self, dh: np.ndarray, dc: np.ndarray | None = None):
+        """Gradients of h' and c'; returns (dinput, (dh, dc))."""
+        dstate = (np.asarray(dh)[None], None if dc is None else np.asarray(dc)[None])
+        dx, (dh0, dc0) = self._layer.backward(None, dstate)
+        return dx[0], (dh0[0], dc0[0])
+
+    __call__ = forward
+
+
+class GRUCell(_CellBase):
+    """One step of `GRU`.
+
+    Example:
+        >>> cell = GRUCell(4, 8)
+        >>> h = cell.forward(np.ones((2, 4)))
+    """
+
+    _layer_cls = GRU
+
+    def forward(self, input: np.ndarray, hx: np.ndarray | None = None) -> np.ndarray:
+        x = self._check_input(input)
+        _, h = self._layer.forward(x[None], None if hx is None else np.asarray(hx)[None])
+        return h[0]
+
+    def backward(self, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dx, dh0 = self._layer.backward(None, np.asarray(dh)[None])
+        return dx[0], dh0[0]
+
+    __call__ = forward

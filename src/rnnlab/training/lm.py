@@ -1,0 +1,327 @@
+"""Training a language model on the NumPy engine: data, the loop, evaluation, checkpoints.
+
+The loop is char-rnn's: B parallel streams through the corpus, chunks of T characters, the hidden
+state carried from chunk to chunk (truncated BPTT), Adam, gradient clipping. Every `eval_every`
+steps the mean loss over the *whole* validation split is measured (with carried state, every
+character predicted exactly once), appended to `metrics.jsonl`, and the run folder's checkpoint is
+replaced atomically, so a crash loses at most the steps since the last evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ModelConfig, TrainConfig
+from ..data.names import load_census_names, read_lines
+from ..data.text import CharVocab, DataError, StreamBatcher, iterate_eval_batches, read_text, split_text
+from ..scratch import optim
+from ..scratch.clip import clip_grad_norm_, clip_grad_value_
+from ..scratch.losses import cross_entropy
+from ..scratch.models import LanguageModel
+from .checkpoint import MANIFEST, load_checkpoint, save_checkpoint
+from .progress import Progress
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (for example the loss became NaN); the message is one printable line."""
+
+
+@dataclass(frozen=True)
+class LMData:
+    """Encoded splits and the vocabulary. `name` says where the text came from."""
+
+    vocab: CharVocab
+    train: np.ndarray  # (N_train,) token ids
+    val: np.ndarray  # (N_val,) token ids
+    name: str
+    per_line: bool
+
+
+def _encode_lines(vocab: CharVocab, lines: list[str]) -> np.ndarray:
+    # <b> a b c <b> d e <b> ...: one boundary between items serves as the end of one and the start
+    # of the next, like makemore's '.'
+    b = vocab.boundary_id
+    parts = [np.array([b], dtype=np.int64)]
+    for line in lines:
+        parts.append(vocab.encode(line))
+        parts.append(np.array([b], dtype=np.int64))
+    return np.concatenate(parts)
+
+
+def check_lm_data(data: LMData, config: TrainConfig) -> None:
+    """Raise `DataError` when `data` is too short for `config`'s batches or has no validation to speak of."""
+    need = config.batch_size * config.seq_len + 1
+    if len(data.train) < need:
+        raise DataError(
+            f"data: {data.name} is too short: its training split has {len(data.train):,} tokens, batches of "
+            f"batch_size*seq_len+1 = {config.batch_size}*{config.seq_len}+1 need {need:,}; "
+            "use a smaller --batch-size or --seq-len, or more data"
+        )
+    if len(data.val) < 2:
+        raise DataError(f"data: validation split of {data.name} has {len(data.val)} token(s); need at least 2")
+
+
+def load_lm_data(config: TrainConfig) -> LMData:
+    """Read, check, split and encode the training text named by `config.data`.
+
+    With `config.data` None the embedded default is used: US Census first names (one per line).
+    Per-line data is shuffled with `config.seed` and split by whole lines; plain text is split by
+    characters (first 90% train, last 10% validation by default).
+
+    Example:
+        >>> data = load_lm_data(TrainConfig(max_steps=1))   # census names
+        >>> data.per_line, data.vocab.boundary_id
+        (True, 0)
+    """
+    if config.data is None or config.per_line:
+        lines = load_census_names() if config.data is None else read_lines(config.data)
+        name = "census first names (package 'names')" if config.data is None else str(config.data)
+        order = np.random.default_rng(config.seed).permutation(len(lines))
+        lines = [lines[i] for i in order]
+        n_val = max(1, round(len(lines) * config.val_fraction))
+        if len(lines) - n_val < 1:
+            raise DataError(f"data: {name} has {len(lines)} line(s); need at least 2 to hold some out for validation")
+        vocab = CharVocab.from_lines(lines)
+        train, val = _encode_lines(vocab, lines[:-n_val]), _encode_lines(vocab, lines[-n_val:])
+        data = LMData(vocab, train, val, name, True)
+    else:
+        text = read_text(config.data)
+        vocab = CharVocab.from_text(text)
+        train_text, val_text = split_text(text, config.val_fraction)
+        data = LMData(vocab, vocab.encode(train_text), vocab.encode(val_text), str(config.data), False)
+    check_lm_data(data, config)
+    return data
+
+
+def evaluate(model: LanguageModel, tokens: np.ndarray, batch_size: int = 128, seq_len: int = 256) -> float:
+    """Mean cross-entropy in nats per predicted token over the whole of `tokens` (state carried).
+
+    Example:
+        >>> evaluate(lm, data.val)            # doctest: +SKIP
+        1.62
+    """
+    # no more streams than keep each at least seq_len long: every stream starts from a zero state,
+    # so 128 streams over a short split would score most characters with almost no context
+    batch_size = max(1, min(batch_size, (len(tokens) - 1) // seq_len))
+    was_training = model.training
+    model.eval()
+    total, count, state = 0.0, 0.0, None
+    try:
+        for x, y, mask in iterate_eval_batches(tokens, batch_size, seq_len):
+            logits, state = model.forward(x, state)
+            loss, _ = cross_entropy(logits, y, mask=mask, reduction="sum")
+            model.rnn._cache = None  # no backward will follow; drop the activations
+            total += loss
+            count += float(mask.sum())
+    finally:
+        model.train(was_training)
+    return total / max(count, 1.0)
+
+
+def make_optimizer(model, config: TrainConfig) -> optim.Optimizer:
+    """The optimiser named by `config.optimizer`, over all of `model`'s parameters."""
+    if config.optimizer == "adam":
+        return optim.Adam(model, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return optim.AdamW(model, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return optim.SGD(model, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return optim.Adagrad(model, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def learning_rate(config: TrainConfig, step: int, elapsed: float) -> float:
+    """Warm-up, then constant or cosine decay over the run's budget (steps, or seconds without max_steps).
+
+    Example:
+        >>> learning_rate(TrainConfig(max_steps=100, lr=1.0, lr_min_ratio=0.1), 100, 0.0)
+        0.1
+    """
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return config.lr
+    if config.max_steps is not None:
+        progress = step / config.max_steps
+    else:
+        assert config.max_time is not None
+        progress = elapsed / config.max_time
+    progress = min(max(progress, 0.0), 1.0)
+    low = config.lr * config.lr_min_ratio
+    return low + (config.lr - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def save_lm(
+    out_dir: Path, model: LanguageModel, model_config: ModelConfig, train_config: TrainConfig, data: LMData, state: dict
+) -> None:
+    """Checkpoint: weights (safetensors), configs and vocabulary (JSON), training state."""
+    save_checkpoint(
+        out_dir,
+        weights=model.state_dict(),
+        configs={
+            "model_config": model_config.to_dict(),
+            "train_config": train_config.to_dict(),
+            "vocab": {**data.vocab.to_json(), "per_line": data.per_line},
+        },
+        state=state,
+    )
+
+
+@dataclass(frozen=True)
+class LoadedLM:
+    model: LanguageModel
+    vocab: CharVocab
+    per_line: bool
+    model_config: ModelConfig
+    train_config: TrainConfig
+
+
+def load_lm(run_dir: str | Path) -> LoadedLM:
+    """Load a run folder written by `train_lm` (verifies sizes and SHA-256 of every file).
+
+    Example:
+        >>> lm = load_lm("runs/names")         # doctest: +SKIP
+    """
+    ckpt = load_checkpoint(run_dir)
+    for needed in ("model_config", "train_config", "vocab"):
+        if needed not in ckpt.configs:
+            raise DataError(f"checkpoint: {run_dir} has no {needed}.json")
+    model_config = ModelConfig.from_dict(ckpt.configs["model_config"])
+    train_config = TrainConfig.from_dict(ckpt.configs["train_config"])
+    vocab_json = dict(ckpt.configs["vocab"])
+    per_line = bool(vocab_json.pop("per_line", False))
+    vocab = CharVocab.from_json(vocab_json)
+    model = LanguageModel(model_config)
+    model.load_state_dict(ckpt.weights)
+    model.eval()
+    return LoadedLM(model, vocab, per_line, model_config, train_config)
+
+
+def train_lm(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out_dir: str | Path,
+    data: LMData,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Train `model_config` on `data` with the NumPy engine, writing checkpoints and metrics to `out_dir`.
+
+    Args:
+        model_config: the model; `vocab_size` must equal `len(data.vocab)`.
+        train_config: the run (batching, optimiser, schedule, budget, evaluation).
+        out_dir: run folder (created); holds the checkpoint and `metrics.jsonl`.
+        data: from `load_lm_data`.
+        progress: show a progress bar on stderr.
+        log: called with one line per evaluation (None: silent).
+
+    Returns:
+        The last metrics record: step, elapsed_s, train_loss, val_loss, ...
+
+    Example:
+        >>> data = load_lm_data(TrainConfig(max_steps=10))
+        >>> cfg = ModelConfig(vocab_size=len(data.vocab), hidden_size=32)
+        >>> train_lm(cfg, TrainConfig(max_steps=10, eval_every=10), "runs/tiny", data)["step"]   # doctest: +SKIP
+        10
+    """
+    if model_config.vocab_size != len(data.vocab):
+        raise ValueError(
+            f"vocab_size: expected {len(data.vocab)} (the data's vocabulary), got {model_config.vocab_size}"
+        )
+    B, T = train_config.batch_size, train_config.seq_len
+    check_lm_data(data, train_config)  # before anything is written
+    batcher = StreamBatcher(data.train, B, T)
+    out_dir = Path(out_dir)
+    model = LanguageModel(model_config, seed=train_config.seed)
+    opt = make_optimizer(model, train_config)
+    metrics_path = out_dir / METRICS_FILE
+
+    reset_rng = np.random.default_rng(train_config.seed + 1)
+    step, elapsed, state = 0, 0.0, None
+    losses: list[float] = []
+    record: dict = {}
+    started = time.perf_counter()
+    bar = Progress(total_steps=train_config.max_steps, total_seconds=train_config.max_time, enabled=progress)
+
+    def done() -> bool:
+        return (train_config.max_steps is not None and step >= train_config.max_steps) or (
+            train_config.max_time is not None and elapsed >= train_config.max_time
+        )
+
+    def stop(what: str) -> TrainingError:
+        kept = (
+            f"the last good checkpoint in {out_dir} is kept"
+            if (out_dir / MANIFEST).exists()
+            else f"nothing was saved in {out_dir}"
+        )
+        return TrainingError(f"{what} at step {step} (lr {opt.lr:g}); stopped, {kept}")
+
+    def evaluate_and_save() -> dict:
+        val_loss = evaluate(model, data.val, train_config.eval_batch_size)
+        # never replace a good checkpoint with diverged weights (the last update can blow them up)
+        if not all(np.isfinite(w).all() for w in model.state_dict().values()):
+            raise stop("weights: became non-finite")
+        if not math.isfinite(val_loss):
+            raise stop(f"val_loss: became {val_loss}")
+        rec = {
+            "step": step,
+            "elapsed_s": round(elapsed, 3),
+            "wall_s": round(time.perf_counter() - started, 3),
+            "train_loss": float(np.mean(losses)) if losses else None,
+            "val_loss": val_loss,
+            "lr": opt.lr,
+            "tokens": step * B * T,
+        }
+        losses.clear()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if rec["step"] == train_config.eval_every or not metrics_path.exists():
+            metrics_path.write_text("")  # a new run starts a new log
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        save_lm(
+            out_dir, model, model_config, train_config, data, {"step": step, "elapsed_s": elapsed, "val_loss": val_loss}
+        )
+        if log is not None:
+            log(f"step {step}: train {rec['train_loss']:.4f}  val {val_loss:.4f}  ({elapsed:.0f}s)")
+        return rec
+
+    # overflow is caught explicitly (non-finite loss or weights), so NumPy's warnings would only be noise
+    with bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        while not done():
+            t0 = time.perf_counter()
+            x, y, reset = batcher.next_batch()
+            if reset:
+                state = None
+            elif train_config.state_reset_prob > 0:
+                zero = reset_rng.random(B) < train_config.state_reset_prob  # (B,) streams to restart
+                for s in state if isinstance(state, tuple) else (state,):
+                    s[:, zero] = 0
+            opt.lr = learning_rate(train_config, step, elapsed)
+            logits, state = model.forward(x, state)  # state: plain arrays, so no gradient crosses chunks
+            loss, dlogits = cross_entropy(logits, y)
+            if not math.isfinite(loss):
+                raise stop(f"loss: became {loss}")
+            model.zero_grad()
+            model.backward(dlogits)
+            if train_config.clip_mode == "norm":
+                clip_grad_norm_(model, train_config.grad_clip)
+            elif train_config.clip_mode == "value":
+                clip_grad_value_(model, train_config.grad_clip)
+            opt.step()
+            step += 1
+            losses.append(loss)
+            elapsed += time.perf_counter() - t0
+            bar.update(step, elapsed, loss)
+            if step % train_config.eval_every == 0 and not done():
+                record = evaluate_and_save()
+        record = evaluate_and_save()
+    return record

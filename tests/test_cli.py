@@ -1,0 +1,518 @@
+"""End-to-end tests of the `rnnlab` command line: train, sample, gradcheck, and every user error."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import GREEK_TEXT, TINY, WORDS, run_cli
+from rnnlab.cli.main import main
+from rnnlab.training.lm import load_lm
+
+RUN_FILES = {
+    "model.safetensors",
+    "model_config.json",
+    "train_config.json",
+    "vocab.json",
+    "checkpoint.json",
+    "metrics.jsonl",
+}
+
+
+def _vocab_chars(run: Path) -> set[str]:
+    return set(load_lm(run).vocab.itos)
+
+
+def _assert_one_line_error(rc: int, err: str, expected_rc: int = 2) -> str:
+    assert rc == expected_rc, err
+    assert "Traceback" not in err
+    lines = err.strip("\n").split("\n")
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# train, then sample
+
+
+def test_train_writes_a_complete_run_folder(greek_run: Path) -> None:
+    names = {p.name for p in greek_run.iterdir()}
+    assert RUN_FILES <= names
+    records = [json.loads(line) for line in (greek_run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records] == [10, 20]
+    for r in records:
+        for key in ("step", "elapsed_s", "train_loss", "val_loss"):
+            assert key in r
+            assert isinstance(r[key], (int, float)) and math.isfinite(r[key])
+    vocab = json.loads((greek_run / "vocab.json").read_text(encoding="utf-8"))
+    assert set(vocab["tokens"]) == set(GREEK_TEXT)
+    assert vocab["per_line"] is False
+    train_config = json.loads((greek_run / "train_config.json").read_text(encoding="utf-8"))
+    assert train_config["max_steps"] == 20 and train_config["batch_size"] == 4
+
+
+def test_train_prints_the_last_record_as_json(tmp_path: Path, greek_file: Path) -> None:
+    rc, out, err = run_cli(["train", "--data", greek_file, "--out", tmp_path / "run", *TINY])
+    assert rc == 0, err
+    record = json.loads(out)
+    assert record["run"] == str(tmp_path / "run") and record["step"] == 20
+    assert math.isfinite(record["val_loss"])
+    # without --quiet: a summary line and one line per evaluation on stderr
+    assert "vocabulary" in err and "step 10:" in err and "step 20:" in err
+
+
+def test_sample_prints_vocabulary_characters(greek_run: Path) -> None:
+    rc, out, err = run_cli(["sample", greek_run, "--length", "50", "--seed", "1"])
+    assert rc == 0, err
+    assert err == ""
+    assert out.endswith("\n")
+    text = out[:-1]
+    assert len(text) == 51  # one random start character, then 50 generated
+    assert set(text) <= _vocab_chars(greek_run)
+
+
+def test_sample_same_seed_same_output(greek_run: Path) -> None:
+    a = run_cli(["sample", greek_run, "--length", "50", "--seed", "1"])
+    b = run_cli(["sample", greek_run, "--length", "50", "--seed", "1"])
+    c = run_cli(["sample", greek_run, "--length", "50", "--seed", "2"])
+    assert a == b
+    assert a[1] != c[1]
+
+
+def test_sample_greedy_is_deterministic_and_equals_top_k_1(greek_run: Path) -> None:
+    prime = "Καλη"
+    g1 = run_cli(["sample", greek_run, "--prime", prime, "--length", "40", "--greedy", "--seed", "1"])
+    g2 = run_cli(["sample", greek_run, "--prime", prime, "--length", "40", "--greedy", "--seed", "99"])
+    k1 = run_cli(["sample", greek_run, "--prime", prime, "--length", "40", "--top-k", "1", "--seed", "5"])
+    assert g1[0] == g2[0] == k1[0] == 0
+    assert g1[1] == g2[1] == k1[1]
+    assert g1[1].startswith(prime)
+    # without a prime the start character is drawn; the same seed gives the same one
+    a = run_cli(["sample", greek_run, "--length", "30", "--greedy", "--seed", "3"])
+    b = run_cli(["sample", greek_run, "--length", "30", "--top-k", "1", "--seed", "3"])
+    assert a == b
+
+
+def test_sample_temperature_changes_the_output(greek_run: Path) -> None:
+    outs = {
+        t: run_cli(["sample", greek_run, "--length", "80", "--seed", "1", "--temperature", t])[1]
+        for t in ("0.3", "1.0", "3.0")
+    }
+    assert len(set(outs.values())) == 3
+    vocab = _vocab_chars(greek_run)
+    for text in outs.values():
+        assert set(text[:-1]) <= vocab
+
+
+def test_sample_several_samples_are_headed(greek_run: Path) -> None:
+    rc, out, _ = run_cli(["sample", greek_run, "--length", "20", "--num-samples", "3", "--seed", "1"])
+    assert rc == 0
+    assert out.count("--- sample ") == 3
+    assert "--- sample 3 ---" in out
+
+
+def test_sample_prime_file(tmp_path: Path, greek_run: Path) -> None:
+    prime = tmp_path / "prime.txt"
+    prime.write_text("Café\n", encoding="utf-8")
+    rc, out, err = run_cli(["sample", greek_run, "--prime-file", prime, "--length", "10", "--seed", "1"])
+    assert rc == 0, err
+    assert out.startswith("Café") and len(out[:-1]) == len("Café") + 10
+
+
+def test_per_line_sample_prints_one_item_per_line(words_run: Path) -> None:
+    vocab = _vocab_chars(words_run)
+    rc, out, err = run_cli(["sample", words_run, "--num-samples", "12", "--seed", "1"])
+    assert rc == 0, err
+    lines = out.split("\n")
+    assert lines[-1] == ""
+    lines = lines[:-1]
+    assert len(lines) == 12
+    for line in lines:
+        assert set(line) <= vocab
+        assert len(line) <= 40  # the default cap per item for per-line models
+    # an empty item can legitimately be drawn, but not most of them
+    assert sum(1 for line in lines if line) >= 8
+    # default: 10 samples for a per-line model
+    rc, out, _ = run_cli(["sample", words_run, "--seed", "2"])
+    assert rc == 0 and out.count("\n") == 10
+
+
+def test_per_line_run_records_the_words(words_run: Path) -> None:
+    vocab = json.loads((words_run / "vocab.json").read_text(encoding="utf-8"))
+    assert vocab["per_line"] is True and vocab["boundary_id"] == 0
+    assert set(vocab["tokens"][1:]) == set("".join(WORDS))
+
+
+def test_default_data_is_the_census_names(tmp_path: Path) -> None:
+    pytest.importorskip("names")
+    out = tmp_path / "names_run"
+    rc, stdout, err = run_cli(["train", "--out", out, "--quiet", *TINY])
+    assert rc == 0, err
+    assert json.loads(stdout)["step"] == 20
+    vocab = load_lm(out).vocab
+    assert vocab.boundary_id == 0
+    assert set(vocab.itos[1:]) == set("abcdefghijklmnopqrstuvwxyz")
+    rc, stdout, err = run_cli(["sample", out, "--num-samples", "10", "--seed", "1"])
+    assert rc == 0, err
+    lines = stdout.split("\n")[:-1]
+    assert len(lines) == 10
+    assert all(set(line) <= set("abcdefghijklmnopqrstuvwxyz") for line in lines)
+    assert sum(1 for line in lines if line) >= 7
+
+
+# ---------------------------------------------------------------------------------------------
+# bad training input: one line, exit 2, nothing written
+
+
+def _bad_file(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.txt"
+    if kind == "missing":
+        return path
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "whitespace":
+        path.write_bytes(b"  \n\t\n \r\n")
+    elif kind == "binary":
+        path.write_bytes(b"PK\x03\x04\x00\x00binary\x00stuff" * 10)
+    elif kind == "latin1":
+        path.write_bytes(b"caf\xe9 au lait " * 20)
+    elif kind == "too_short":
+        path.write_text("abcdefghij" * 3, encoding="utf-8")  # 27 train tokens < 4*8+1
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "needles"),
+    [
+        ("missing", ["not found"]),
+        ("directory", ["directory"]),
+        ("empty", ["empty"]),
+        ("whitespace", ["whitespace"]),
+        ("binary", ["binary", "NUL"]),
+        ("latin1", ["UTF-8", "0xe9"]),
+        ("too_short", ["too short", "batch_size", "seq_len"]),
+    ],
+)
+@pytest.mark.parametrize("per_line", [False, True])
+def test_train_bad_data_is_one_line_and_writes_nothing(
+    tmp_path: Path, kind: str, needles: list[str], per_line: bool
+) -> None:
+    path = _bad_file(tmp_path, kind)
+    if per_line and kind == "too_short":
+        path.write_text("ab\ncd\nef\n", encoding="utf-8")  # 2 training lines: <b>ab<b>cd<b>, 7 tokens
+    out = tmp_path / "out"
+    rc, stdout, err = run_cli(["train", "--data", path, "--out", out, *TINY, *(["--per-line"] if per_line else [])])
+    line = _assert_one_line_error(rc, err)
+    for needle in needles:
+        assert needle in line
+    assert stdout == ""
+    assert not out.exists()
+
+
+def test_train_per_line_needs_two_lines(tmp_path: Path) -> None:
+    path = tmp_path / "one.txt"
+    path.write_text("onlyoneline\n", encoding="utf-8")
+    out = tmp_path / "out"
+    rc, _, err = run_cli(["train", "--data", path, "--per-line", "--out", out, *TINY])
+    line = _assert_one_line_error(rc, err)
+    assert "line" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "field"),
+    [
+        ("--hidden-size", "0", "hidden_size"),
+        ("--embedding-dim", "-3", "embedding_dim"),
+        ("--layers", "0", "num_layers"),
+        ("--lr", "-1", "lr"),
+        ("--lr", "0", "lr"),
+        ("--lr", "nan", "lr"),
+        ("--dropout", "2", "dropout"),
+        ("--batch-size", "0", "batch_size"),
+        ("--seq-len", "0", "seq_len"),
+        ("--max-steps", "0", "max_steps"),
+        ("--eval-every", "0", "eval_every"),
+        ("--val-fraction", "0.9", "val_fraction"),
+        ("--grad-clip", "0", "grad_clip"),
+        ("--weight-decay", "-0.1", "weight_decay"),
+        ("--max-time", "-5", "max_time"),
+    ],
+)
+def test_train_bad_numbers_are_one_line_and_write_nothing(
+    tmp_path: Path, greek_file: Path, option: str, value: str, field: str
+) -> None:
+    out = tmp_path / "out"
+    rc, stdout, err = run_cli(["train", "--data", greek_file, "--out", out, *TINY, option, value])
+    line = _assert_one_line_error(rc, err)
+    assert f"{field}:" in line
+    assert stdout == ""
+    assert not out.exists()
+
+
+def test_train_identity_init_needs_a_vanilla_rnn(tmp_path: Path, greek_file: Path) -> None:
+    out = tmp_path / "out"
+    rc, _, err = run_cli(["train", "--data", greek_file, "--out", out, *TINY, "--cell", "gru", "--init", "identity"])
+    assert "init:" in _assert_one_line_error(rc, err)
+    assert not out.exists()
+
+
+def test_unparsable_option_is_an_argparse_error(
+    tmp_path: Path, greek_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(greek_file), "--out", str(tmp_path / "out"), "--hidden-size", "many"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "--hidden-size" in err and "invalid int value" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_console_script_missing_file_subprocess(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("rnnlab.exe" if os.name == "nt" else "rnnlab")
+    if not exe.exists():
+        pytest.skip(f"console script not installed next to {sys.executable}")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [str(exe), "train", "--data", str(tmp_path / "nope.txt"), "--out", str(out), *TINY],
+        capture_output=True, text=True, encoding="utf-8", timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: data: file not found: {tmp_path / 'nope.txt'}"]
+    assert proc.stdout == ""
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# a diverging run
+
+
+@pytest.mark.filterwarnings("error")  # NumPy's overflow warnings would be noise beside the one error line
+def test_nan_run_stops_with_one_line_and_keeps_the_good_checkpoint(tmp_path: Path, greek_file: Path) -> None:
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["train", "--data", greek_file, "--out", out, "--quiet", *TINY])
+    assert rc == 0, err
+    before = {name: (out / name).read_bytes() for name in RUN_FILES}
+
+    rc, stdout, err = run_cli(
+        [
+            "train",
+            "--data",
+            greek_file,
+            "--out",
+            out,
+            "--quiet",
+            *TINY,
+            "--lr",
+            "1e100",
+            "--optimizer",
+            "sgd",
+            "--clip-mode",
+            "none",
+        ]
+    )
+    line = _assert_one_line_error(rc, err, 1)
+    assert "nan" in line.lower() or "non-finite" in line
+    assert "kept" in line and str(out) in line
+    assert stdout == ""
+    after = {name: (out / name).read_bytes() for name in RUN_FILES}
+    assert after == before
+    load_lm(out)  # still a valid checkpoint
+
+
+@pytest.mark.filterwarnings("error")
+def test_divergence_at_the_last_step_saves_nothing(tmp_path: Path, greek_file: Path) -> None:
+    # the loss of step 0 is finite, but its update makes the weights non-finite: the checkpoint
+    # after the last step must not be written with them
+    out = tmp_path / "run"
+    rc, stdout, err = run_cli(
+        ["train", "--data", greek_file, "--out", out, "--quiet", *TINY[:-4], "--max-steps", "1", "--eval-every", "1",
+         "--lr", "1e100", "--optimizer", "sgd", "--clip-mode", "none"]
+    )  # fmt: skip
+    line = _assert_one_line_error(rc, err, 1)
+    assert "non-finite" in line or "nan" in line.lower()
+    assert "nothing was saved" in line
+    assert stdout == ""
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# sample: primes outside the vocabulary, bad run folders
+
+
+def test_sample_unknown_prime_is_an_error_by_default(greek_run: Path) -> None:
+    rc, out, err = run_cli(["sample", greek_run, "--prime", "Καfq€", "--length", "10", "--seed", "1"])
+    line = _assert_one_line_error(rc, err)
+    assert out == ""
+    assert "'q'" in line and "U+0071" in line
+    assert "'€'" in line and "U+20AC" in line
+    assert "nothing was generated" in line
+    assert "2 character(s)" in line
+    assert "'a'" not in line  # known characters are not listed
+
+
+def test_sample_unknown_prime_skip(greek_run: Path) -> None:
+    rc, out, err = run_cli(
+        ["sample", greek_run, "--prime", "Καfq€ό", "--length", "10", "--seed", "1", "--unknown", "skip"]
+    )
+    assert rc == 0, err
+    lines = err.strip().split("\n")
+    assert len(lines) == 1 and lines[0].startswith("warning: ")
+    assert "U+0071" in lines[0] and "U+20AC" in lines[0] and "skipped" in lines[0]
+    assert out.startswith("Καfό")
+    assert len(out[:-1]) == len("Καfό") + 10
+    assert set(out[:-1]) <= _vocab_chars(greek_run)
+
+
+def test_sample_unknown_prime_map(greek_run: Path) -> None:
+    rc, out, err = run_cli(
+        [
+            "sample",
+            greek_run,
+            "--prime",
+            "Καfq",
+            "--length",
+            "10",
+            "--seed",
+            "1",
+            "--unknown",
+            "map",
+            "--replacement",
+            "a",
+        ]
+    )
+    assert rc == 0, err
+    assert err.startswith("warning: ") and "U+0071" in err
+    assert out.startswith("Καfa")
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--unknown", "map", "--replacement", "Q"], "replacement"),
+        (["--unknown", "map"], "replacement"),
+        (["--unknown", "map", "--replacement", "ab"], "replacement"),
+    ],
+)
+def test_sample_bad_replacement(greek_run: Path, extra: list[str], needle: str) -> None:
+    rc, out, err = run_cli(["sample", greek_run, "--prime", "Καfq", "--length", "10", *extra])
+    assert needle in _assert_one_line_error(rc, err)
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "field"),
+    [
+        ("--length", "0", "length"),
+        ("--num-samples", "0", "num_samples"),
+        ("--temperature", "0", "temperature"),
+        ("--temperature", "-1", "temperature"),
+        ("--top-k", "0", "top_k"),
+    ],
+)
+def test_sample_bad_numbers(greek_run: Path, option: str, value: str, field: str) -> None:
+    rc, out, err = run_cli(["sample", greek_run, option, value])
+    assert f"{field}:" in _assert_one_line_error(rc, err)
+    assert out == ""
+
+
+def test_sample_missing_prime_file(tmp_path: Path, greek_run: Path) -> None:
+    rc, out, err = run_cli(["sample", greek_run, "--prime-file", tmp_path / "nope.txt"])
+    assert "not found" in _assert_one_line_error(rc, err)
+    assert out == ""
+
+
+@pytest.mark.parametrize("what", ["empty_dir", "missing_dir", "a_file"])
+def test_sample_not_a_checkpoint(tmp_path: Path, what: str) -> None:
+    target = tmp_path / what
+    if what == "empty_dir":
+        target.mkdir()
+        (target / "notes.txt").write_text("hello", encoding="utf-8")
+    elif what == "a_file":
+        target.write_text("hello", encoding="utf-8")
+    rc, out, err = run_cli(["sample", target])
+    line = _assert_one_line_error(rc, err)
+    assert "checkpoint" in line and str(target) in line
+    assert out == ""
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_sample_damaged_weights(tmp_path: Path, greek_run: Path, damage: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(greek_run, run)
+    weights = run / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0xFF
+        weights.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        weights.write_bytes(bytes(raw[: len(raw) - 10]))
+    else:
+        weights.unlink()
+    rc, out, err = run_cli(["sample", run, "--length", "10", "--seed", "1"])
+    line = _assert_one_line_error(rc, err)
+    assert "model.safetensors" in line
+    assert {"flip": "altered", "truncate": "truncated", "delete": "missing"}[damage] in line
+    assert out == ""
+
+
+def test_sample_altered_config(tmp_path: Path, greek_run: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(greek_run, run)
+    cfg = run / "model_config.json"
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace('"hidden_size": 16', '"hidden_size": 17'), encoding="utf-8")
+    rc, _, err = run_cli(["sample", run])
+    assert "model_config.json" in _assert_one_line_error(rc, err)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradcheck
+
+
+def test_gradcheck_lstm_two_layers_bidirectional_json() -> None:
+    rc, out, err = run_cli(["gradcheck", "--cell", "lstm", "--layers", "2", "--bidirectional", "--json"])
+    assert rc == 0, err
+    result = json.loads(out)
+    assert (
+        result["ok"] is True and result["cell"] == "lstm" and result["layers"] == 2 and result["bidirectional"] is True
+    )
+    rel = result["relative_error"]
+    for layer in (0, 1):
+        for suffix in ("", "_reverse"):
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                assert f"{kind}_l{layer}{suffix}" in rel
+    assert all(0 <= v <= 1e-6 for v in rel.values()), rel
+    assert result["worst"] == max(rel.values())
+
+
+def test_gradcheck_relu_rnn_truncated_table() -> None:
+    rc, out, err = run_cli(["gradcheck", "--cell", "rnn", "--nonlinearity", "relu", "--truncated"])
+    assert rc == 0, err
+    assert "rnn_relu" in out and "truncated" in out
+    assert "weight_hh_l0" in out
+    assert out.strip().splitlines()[-1].startswith("worst ") and "OK" in out
+
+
+def test_gradcheck_gru_fails_an_impossible_tolerance() -> None:
+    rc, out, _ = run_cli(["gradcheck", "--cell", "gru", "--tolerance", "0"])
+    assert rc == 1
+    assert "FAILED" in out
+
+
+@pytest.mark.parametrize(("option", "value"), [("--layers", "0"), ("--seq-len", "0")])
+def test_gradcheck_bad_numbers(option: str, value: str) -> None:
+    rc, out, err = run_cli(["gradcheck", option, value])
+    assert option in _assert_one_line_error(rc, err)
+    assert out == ""

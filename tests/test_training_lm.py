@@ -1,0 +1,290 @@
+"""Tests of rnnlab.training.lm: data loading, the training loop, evaluation, checkpoints, the schedule."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnlab.config import ModelConfig, TrainConfig
+from rnnlab.data.text import DataError
+from rnnlab.scratch.losses import cross_entropy
+from rnnlab.scratch.models import LanguageModel
+from rnnlab.training import lm as lm_module
+from rnnlab.training.lm import (
+    METRICS_FILE,
+    TrainingError,
+    evaluate,
+    learning_rate,
+    load_lm,
+    load_lm_data,
+    train_lm,
+)
+
+TINY_TRAIN = {"batch_size": 4, "seq_len": 8, "max_steps": 20, "eval_every": 10}
+
+
+def _tiny_model(vocab_size: int, **kw) -> ModelConfig:
+    return ModelConfig(vocab_size=vocab_size, hidden_size=kw.pop("hidden_size", 16), embedding_dim=8, **kw)
+
+
+def _write(tmp_path: Path, text: str, name: str = "data.txt") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def test_load_lm_data_plain_text_split(tmp_path: Path) -> None:
+    text = "héllo wörld 🙂 " * 50
+    data = load_lm_data(TrainConfig(data=_write(tmp_path, text), max_steps=1, batch_size=4, seq_len=8))
+    assert not data.per_line and data.vocab.boundary_id is None
+    assert len(data.vocab) == len(set(text))
+    assert len(data.train) + len(data.val) == len(text)
+    assert len(data.val) == len(text) - int(len(text) * 0.9)
+    assert data.vocab.decode(np.concatenate([data.train, data.val])) == text
+
+
+def test_load_lm_data_per_line_is_shuffled_by_seed(tmp_path: Path) -> None:
+    lines = [f"w{i:03d}" for i in range(100)]
+    path = _write(tmp_path, "\n".join(lines) + "\n\n   \n")
+    cfg = TrainConfig(data=path, per_line=True, max_steps=1, batch_size=4, seq_len=8, val_fraction=0.2)
+    a, b = load_lm_data(cfg), load_lm_data(cfg)
+    c = load_lm_data(cfg.replace(seed=cfg.seed + 1))
+    assert a.per_line and a.vocab.boundary_id == 0
+    assert np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
+    assert not np.array_equal(a.val, c.val)
+    bd = a.vocab.boundary_id
+    # every split starts and ends at a boundary, and holds whole lines: 20 in validation
+    for split in (a.train, a.val):
+        assert split[0] == bd and split[-1] == bd
+    assert int((a.val == bd).sum()) == 20 + 1
+    items = a.vocab.decode(a.val, boundary_as="\n").strip("\n").split("\n")
+    train_items = a.vocab.decode(a.train, boundary_as="\n").strip("\n").split("\n")
+    assert sorted(items + train_items) == lines  # empty and blank lines dropped, nothing else
+
+
+@pytest.mark.parametrize(
+    ("text", "per_line", "needle"),
+    [
+        ("abcdefghij" * 3, False, "too short"),
+        ("ab\ncd\nef\n", True, "too short"),
+        ("justone\n", True, "at least 2"),
+    ],
+)
+def test_load_lm_data_too_short(tmp_path: Path, text: str, per_line: bool, needle: str) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, text), per_line=per_line, max_steps=1, batch_size=4, seq_len=8)
+    with pytest.raises(DataError, match=needle):
+        load_lm_data(cfg)
+
+
+def test_load_lm_data_default_is_census_names() -> None:
+    pytest.importorskip("names")
+    data = load_lm_data(TrainConfig(max_steps=1))
+    assert data.per_line and data.vocab.boundary_id == 0
+    assert "names" in data.name
+    assert set(data.vocab.itos[1:]) == set("abcdefghijklmnopqrstuvwxyz")
+    assert len(data.train) > 10 * len(data.val) / 2
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+@pytest.mark.parametrize(
+    ("text", "factor"),
+    [
+        ("abc" * 400, 0.1),
+        ("the quick brown fox jumps over the lazy dog. " * 40, 0.25),
+    ],
+)
+def test_loss_decreases_on_repetitive_text(tmp_path: Path, text: str, factor: float) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, text), batch_size=4, seq_len=16, max_steps=120, eval_every=40, lr=2e-2, seed=1)
+    data = load_lm_data(cfg)
+    record = train_lm(_tiny_model(len(data.vocab), hidden_size=32), cfg, tmp_path / "run", data, progress=False)
+    chance = math.log(len(data.vocab))
+    records = [json.loads(x) for x in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()]
+    assert [r["step"] for r in records] == [40, 80, 120]
+    assert record == records[-1]
+    assert records[0]["val_loss"] < chance
+    assert record["val_loss"] < factor * chance, (record, chance)
+    assert record["train_loss"] < factor * chance
+    assert record["val_loss"] <= records[0]["val_loss"]
+
+
+def test_evaluate_scores_every_prediction_once_with_context() -> None:
+    rng = np.random.default_rng(0)
+    model = LanguageModel(_tiny_model(7), seed=0)
+    tokens = rng.integers(0, 7, size=300)
+    logits, _ = model.forward(tokens[None, :-1])
+    expected, _ = cross_entropy(logits, tokens[None, 1:])
+    assert evaluate(model, tokens) == pytest.approx(expected, rel=1e-5)
+    # a short split is not cut into 128 context-free streams
+    assert evaluate(model, tokens, batch_size=128, seq_len=32) == pytest.approx(expected, rel=1e-3)
+    assert model.training is True  # restored
+
+
+def test_train_lm_writes_checkpoints_and_metrics(tmp_path: Path) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, "ab cd ef " * 30), **TINY_TRAIN)
+    data = load_lm_data(cfg)
+    out = tmp_path / "run"
+    logged: list[str] = []
+    record = train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False, log=logged.append)
+    assert record["step"] == 20 and record["tokens"] == 20 * 4 * 8
+    assert len(logged) == 2 and logged[0].startswith("step 10:")
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["step"] == 20 and state["val_loss"] == pytest.approx(record["val_loss"])
+    # a second run in the same folder starts a new metrics log
+    train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False)
+    assert len((out / METRICS_FILE).read_text().splitlines()) == 2
+
+
+def test_train_lm_with_a_time_budget(tmp_path: Path) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, "ab cd ef " * 30), batch_size=4, seq_len=8, max_time=0.05, eval_every=1000)
+    data = load_lm_data(cfg)
+    record = train_lm(_tiny_model(len(data.vocab)), cfg, tmp_path / "run", data, progress=False)
+    assert record["step"] >= 1 and record["elapsed_s"] >= 0.05
+    assert math.isfinite(record["val_loss"])
+
+
+def test_train_lm_rejects_mismatched_vocab_and_short_data(tmp_path: Path) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, "ab cd ef " * 30), **TINY_TRAIN)
+    data = load_lm_data(cfg)
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_lm(_tiny_model(len(data.vocab) + 1), cfg, tmp_path / "a", data, progress=False)
+    with pytest.raises(DataError, match="too short"):
+        train_lm(_tiny_model(len(data.vocab)), cfg.replace(batch_size=64), tmp_path / "b", data, progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(("bad_step", "bad_value"), [(14, float("nan")), (14, float("inf")), (0, float("nan"))])
+def test_train_lm_stops_on_a_non_finite_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_step: int, bad_value: float
+) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, "ab cd ef " * 30), **TINY_TRAIN)
+    data = load_lm_data(cfg)
+    calls = {"n": 0}
+
+    def flaky(logits, targets, **kw):
+        loss, grad = cross_entropy(logits, targets, **kw)
+        if "mask" in kw:  # evaluation
+            return loss, grad
+        calls["n"] += 1
+        return (bad_value if calls["n"] == bad_step + 1 else loss), grad
+
+    monkeypatch.setattr(lm_module, "cross_entropy", flaky)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=f"loss: became {bad_value} at step {bad_step}") as exc:
+        train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False)
+    assert "\n" not in str(exc.value)
+    if bad_step < cfg.eval_every:
+        assert "nothing was saved" in str(exc.value)
+        assert not out.exists()
+    else:
+        assert "last good checkpoint" in str(exc.value)
+        records = [json.loads(x) for x in (out / METRICS_FILE).read_text().splitlines()]
+        assert [r["step"] for r in records] == [10]
+        assert load_lm(out).train_config == cfg
+
+
+def test_train_lm_never_saves_non_finite_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, "ab cd ef " * 30), **TINY_TRAIN)
+    data = load_lm_data(cfg)
+    out = tmp_path / "run"
+    train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False)
+    before = (out / "model.safetensors").read_bytes()
+    real_evaluate = lm_module.evaluate
+
+    def poisoning_evaluate(model, tokens, *args, **kw):
+        model.head.params["bias"][0] = np.inf
+        return real_evaluate(model, tokens, *args, **kw)
+
+    monkeypatch.setattr(lm_module, "evaluate", poisoning_evaluate)
+    with pytest.raises(TrainingError, match="non-finite"):
+        train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False)
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+@pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 2), ("rnn", 1)])
+def test_load_lm_reproduces_the_trained_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cell: str, layers: int) -> None:
+    created: list[LanguageModel] = []
+
+    class Recording(LanguageModel):
+        def __init__(self, *args, **kw) -> None:
+            super().__init__(*args, **kw)
+            created.append(self)
+
+    monkeypatch.setattr(lm_module, "LanguageModel", Recording)
+    cfg = TrainConfig(data=_write(tmp_path, "Grüße, κόσμε! 🙂 " * 30), **TINY_TRAIN)
+    data = load_lm_data(cfg)
+    model_config = _tiny_model(len(data.vocab), cell=cell, num_layers=layers, dropout=0.1 if layers > 1 else 0.0)
+    train_lm(model_config, cfg, tmp_path / "run", data, progress=False)
+    trained = created[0]
+
+    loaded = load_lm(tmp_path / "run")
+    assert loaded.model is not trained
+    assert loaded.model_config == model_config and loaded.train_config == cfg
+    assert loaded.vocab == data.vocab and loaded.per_line is False
+    assert loaded.model.training is False
+    trained.eval()
+    x = data.val[None, :40]
+    want, want_state = trained.forward(x)
+    got, got_state = loaded.model.forward(x)
+    np.testing.assert_array_equal(got, want)
+    for name, value in trained.state_dict().items():
+        np.testing.assert_array_equal(loaded.model.state_dict()[name], value)
+
+
+def test_load_lm_per_line_flag(tmp_path: Path) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, "\n".join(["anna", "bob", "cléo", "dave"] * 20)), per_line=True, **TINY_TRAIN)
+    data = load_lm_data(cfg)
+    train_lm(_tiny_model(len(data.vocab)), cfg, tmp_path / "run", data, progress=False)
+    loaded = load_lm(tmp_path / "run")
+    assert loaded.per_line is True and loaded.vocab.boundary_id == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the learning-rate schedule
+
+
+def test_learning_rate_cosine_endpoints() -> None:
+    cfg = TrainConfig(max_steps=100, lr=1.0, lr_min_ratio=0.1)
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 50, 0.0) == pytest.approx(0.55)
+    assert learning_rate(cfg, 100, 0.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 500, 0.0) == pytest.approx(0.1)  # clamped past the budget
+    values = [learning_rate(cfg, s, 0.0) for s in range(101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_learning_rate_follows_time_without_max_steps() -> None:
+    cfg = TrainConfig(max_time=10.0, lr=2.0, lr_min_ratio=0.0)
+    assert learning_rate(cfg, 1234, 0.0) == pytest.approx(2.0)
+    assert learning_rate(cfg, 0, 5.0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 0, 10.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_learning_rate_warmup_then_cosine() -> None:
+    cfg = TrainConfig(max_steps=100, lr=1.0, warmup_steps=10)
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 4, 0.0) == pytest.approx(0.5)
+    assert learning_rate(cfg, 9, 0.0) == pytest.approx(1.0)
+    assert learning_rate(cfg, 10, 0.0) <= 1.0
+    ramp = [learning_rate(cfg, s, 0.0) for s in range(10)]
+    assert all(a < b for a, b in zip(ramp, ramp[1:]))
+
+
+def test_learning_rate_constant() -> None:
+    cfg = TrainConfig(max_steps=100, lr=0.3, lr_schedule="constant", warmup_steps=3)
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert [learning_rate(cfg, s, 0.0) for s in (3, 50, 100)] == [0.3, 0.3, 0.3]
