@@ -66,6 +66,8 @@ def test_model_config_rejects(changes: dict, field: str) -> None:
         ({"eval_batch_size": 0}, "eval_batch_size"),
         ({"val_fraction": 0}, "val_fraction"),
         ({"val_fraction": 0.6}, "val_fraction"),
+        ({"state_reset_prob": -0.1}, "state_reset_prob"),
+        ({"state_reset_prob": 1.5}, "state_reset_prob"),
         ({"seed": 1.5}, "seed"),
         ({"seed": None}, "seed"),
     ],
@@ -113,7 +115,9 @@ def test_the_message_shows_the_bad_value() -> None:
         TrainConfig(max_steps=10),
         TrainConfig(data="input.txt", per_line=True, max_time=60.0, optimizer="sgd", clip_mode="none", warmup_steps=5),
         SampleConfig(),
-        SampleConfig(length=10, num_samples=3, temperature=0.7, top_k=5, prime="Καλή 🙂", unknown="map", replacement=" ", seed=4),
+        SampleConfig(
+            length=10, num_samples=3, temperature=0.7, top_k=5, prime="Καλή 🙂", unknown="map", replacement=" ", seed=4
+        ),
     ],
 )
 def test_round_trip(config) -> None:
@@ -139,7 +143,7 @@ def test_from_dict_rejects_non_objects(cls) -> None:
 
 
 def test_from_dict_validates_values() -> None:
-    with pytest.raises(ValueError, match="^hidden_size: "):
+    with pytest.raises(ValueError, match=r"^hidden_size: "):
         ModelConfig.from_dict({"vocab_size": 10, "hidden_size": 0})
     with pytest.raises(TypeError):
         ModelConfig.from_dict({"hidden_size": 8})  # vocab_size is required
@@ -150,7 +154,7 @@ def test_configs_are_frozen_and_replace_validates() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0  # type: ignore[misc]
     assert cfg.replace(lr=0.1).lr == 0.1 and cfg.lr == 3e-3
-    with pytest.raises(ValueError, match="^lr: "):
+    with pytest.raises(ValueError, match=r"^lr: "):
         cfg.replace(lr=-1.0)
 
 

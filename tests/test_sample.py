@@ -128,7 +128,9 @@ def test_sample_lm_without_prime_starts_from_one_character(vocab: CharVocab) -> 
 
 def test_sample_lm_streams_the_first_sample(vocab: CharVocab) -> None:
     pieces: list[str] = []
-    samples = sample_lm(_model(vocab), vocab, SampleConfig(length=25, num_samples=2, seed=4, prime="Κα"), on_text=pieces.append)
+    samples = sample_lm(
+        _model(vocab), vocab, SampleConfig(length=25, num_samples=2, seed=4, prime="Κα"), on_text=pieces.append
+    )
     assert pieces[0] == "Κα"
     assert "".join(pieces) == samples[0]
 
@@ -152,7 +154,9 @@ def test_sample_lm_per_line_stops_at_the_boundary(line_vocab: CharVocab) -> None
 
 
 def test_sample_lm_per_line_with_prime(line_vocab: CharVocab) -> None:
-    samples = sample_lm(_model(line_vocab), line_vocab, SampleConfig(length=10, num_samples=5, seed=0, prime="zo"), per_line=True)
+    samples = sample_lm(
+        _model(line_vocab), line_vocab, SampleConfig(length=10, num_samples=5, seed=0, prime="zo"), per_line=True
+    )
     assert all(s.startswith("zo") and len(s) <= 12 for s in samples)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -105,7 +106,9 @@ def test_load_lm_data_default_is_census_names() -> None:
     ],
 )
 def test_loss_decreases_on_repetitive_text(tmp_path: Path, text: str, factor: float) -> None:
-    cfg = TrainConfig(data=_write(tmp_path, text), batch_size=4, seq_len=16, max_steps=120, eval_every=40, lr=2e-2, seed=1)
+    cfg = TrainConfig(
+        data=_write(tmp_path, text), batch_size=4, seq_len=16, max_steps=120, eval_every=40, lr=2e-2, seed=1
+    )
     data = load_lm_data(cfg)
     record = train_lm(_tiny_model(len(data.vocab), hidden_size=32), cfg, tmp_path / "run", data, progress=False)
     chance = math.log(len(data.vocab))
@@ -143,6 +146,19 @@ def test_train_lm_writes_checkpoints_and_metrics(tmp_path: Path) -> None:
     # a second run in the same folder starts a new metrics log
     train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False)
     assert len((out / METRICS_FILE).read_text().splitlines()) == 2
+
+
+def test_train_lm_state_resets(tmp_path: Path) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, "ab cd ef " * 30), **TINY_TRAIN)
+    data = load_lm_data(cfg)
+    losses = {}
+    for p in (0.0, 0.5, 1.0):
+        record = train_lm(
+            _tiny_model(len(data.vocab)), cfg.replace(state_reset_prob=p), tmp_path / str(p), data, progress=False
+        )
+        assert math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"])
+        losses[p] = record["train_loss"]
+    assert len(set(losses.values())) == 3  # the resets change what the model sees
 
 
 def test_train_lm_with_a_time_budget(tmp_path: Path) -> None:
@@ -216,7 +232,9 @@ def test_train_lm_never_saves_non_finite_weights(tmp_path: Path, monkeypatch: py
 
 
 @pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 2), ("rnn", 1)])
-def test_load_lm_reproduces_the_trained_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cell: str, layers: int) -> None:
+def test_load_lm_reproduces_the_trained_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cell: str, layers: int
+) -> None:
     created: list[LanguageModel] = []
 
     class Recording(LanguageModel):
@@ -238,15 +256,17 @@ def test_load_lm_reproduces_the_trained_model(tmp_path: Path, monkeypatch: pytes
     assert loaded.model.training is False
     trained.eval()
     x = data.val[None, :40]
-    want, want_state = trained.forward(x)
-    got, got_state = loaded.model.forward(x)
+    want, _ = trained.forward(x)
+    got, _ = loaded.model.forward(x)
     np.testing.assert_array_equal(got, want)
     for name, value in trained.state_dict().items():
         np.testing.assert_array_equal(loaded.model.state_dict()[name], value)
 
 
 def test_load_lm_per_line_flag(tmp_path: Path) -> None:
-    cfg = TrainConfig(data=_write(tmp_path, "\n".join(["anna", "bob", "cléo", "dave"] * 20)), per_line=True, **TINY_TRAIN)
+    cfg = TrainConfig(
+        data=_write(tmp_path, "\n".join(["anna", "bob", "cléo", "dave"] * 20)), per_line=True, **TINY_TRAIN
+    )
     data = load_lm_data(cfg)
     train_lm(_tiny_model(len(data.vocab)), cfg, tmp_path / "run", data, progress=False)
     loaded = load_lm(tmp_path / "run")
@@ -264,7 +284,7 @@ def test_learning_rate_cosine_endpoints() -> None:
     assert learning_rate(cfg, 100, 0.0) == pytest.approx(0.1)
     assert learning_rate(cfg, 500, 0.0) == pytest.approx(0.1)  # clamped past the budget
     values = [learning_rate(cfg, s, 0.0) for s in range(101)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(values))
 
 
 def test_learning_rate_follows_time_without_max_steps() -> None:
@@ -281,7 +301,7 @@ def test_learning_rate_warmup_then_cosine() -> None:
     assert learning_rate(cfg, 9, 0.0) == pytest.approx(1.0)
     assert learning_rate(cfg, 10, 0.0) <= 1.0
     ramp = [learning_rate(cfg, s, 0.0) for s in range(10)]
-    assert all(a < b for a, b in zip(ramp, ramp[1:]))
+    assert all(a < b for a, b in itertools.pairwise(ramp))
 
 
 def test_learning_rate_constant() -> None:

@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_gradcheck(sub)
+    from . import experiments
+
+    experiments.add_parsers(sub)
     return parser
 
 
