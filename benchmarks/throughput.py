@@ -150,10 +150,7 @@ def machine_info(torch) -> dict[str, str]:
     torch_blas = (tblas.group(1) if tblas else "?") + (
         f" {mkl.group(1)}" if mkl and tblas and tblas.group(1) == "mkl" else ""
     )
-    try:
-        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        load = "unknown"
+    load = load_avg()
     return {
         "cpu": f"{cpu}{mhz}",
         "cores": str(cores),
@@ -166,6 +163,45 @@ def machine_info(torch) -> dict[str, str]:
         f"{'OpenMP' if 'OpenMP' in torch.__config__.parallel_info() else '?'})",
         "load": load,
     }
+
+
+def load_avg() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+class CpuMonitor:
+    """CPU time that other processes (and the hypervisor, as steal) took while we measured.
+
+    Total busy time from /proc/stat minus this process's own CPU time, over the wall time: the
+    average number of cores something else was using. Zero on an idle machine.
+    """
+
+    def __init__(self) -> None:
+        self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy(), self._own()
+
+    @staticmethod
+    def _busy() -> float | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    def other_cores(self) -> float | None:
+        busy = self._busy()
+        if busy is None or self.busy0 is None:
+            return None
+        wall = time.perf_counter() - self.t0
+        return max(0.0, (busy - self.busy0) - (self._own() - self.own0)) / wall
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +235,7 @@ def _data(rng: np.random.Generator):
     return tokens[:, :-1], tokens[:, 1:]
 
 
-def layer_contenders(cell: str, torch, rng: np.random.Generator) -> tuple[list[Contender], float]:
+def layer_contenders(cell: str, torch, rng: np.random.Generator) -> tuple[list[Contender], float, str]:
     """NumPy layer vs torch layer, same weights, forward + backward (input gradient included)."""
     tcls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
     tl = tcls(HIDDEN, HIDDEN)  # time-major (T, B, I) in both engines
@@ -251,31 +287,29 @@ def torch_path(torch, step: Callable[[], object]) -> str:
     return f"per-step ATen ops + autograd ({mm} matmuls)"
 
 
-class TorchLM:
+def torch_lm(torch, cell: str):
     """Embedding -> nn.RNN/LSTM/GRU (batch_first) -> Linear, the twin of `LanguageModel`."""
+    nn = torch.nn
+    rnn_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
 
-    def __new__(cls, torch, cell: str):
-        nn = torch.nn
-        rnn_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+    class TorchLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(VOCAB, EMBED)
+            self.rnn = rnn_cls(EMBED, HIDDEN, batch_first=True)
+            self.head = nn.Linear(HIDDEN, VOCAB)
 
-        class _LM(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.embedding = nn.Embedding(VOCAB, EMBED)
-                self.rnn = rnn_cls(EMBED, HIDDEN, batch_first=True)
-                self.head = nn.Linear(HIDDEN, VOCAB)
+        def forward(self, idx):
+            out, _ = self.rnn(self.embedding(idx))
+            return self.head(out)
 
-            def forward(self, idx):
-                out, _ = self.rnn(self.embedding(idx))
-                return self.head(out)
-
-        return _LM()
+    return TorchLM()
 
 
 def lm_contenders(cell: str, torch, rng: np.random.Generator) -> tuple[list[Contender], float]:
     """Full training step: model, cross-entropy, clip_grad_norm 5, Adam; same initial weights."""
     F = torch.nn.functional
-    tm = TorchLM(torch, cell)
+    tm = torch_lm(torch, cell)
     nm = LanguageModel(ModelConfig(vocab_size=VOCAB, cell=cell, embedding_dim=EMBED, hidden_size=HIDDEN))
     nm.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
     t_opt = torch.optim.Adam(tm.parameters(), lr=2e-3)
@@ -370,8 +404,8 @@ class LessonRNN:
         total = 0.0
         H = self.Whh.shape[0]
         for inputs, targets in zip(inputs_batch, targets_batch, strict=True):
-            hprev = np.zeros((H, 1), dtype=self.Whh.dtype)
-            loss, grads, hprev = self.loss_and_grads(inputs, targets, hprev)
+            # the rows of a batch are separate streams: each sequence starts from a zero state
+            loss, grads, _ = self.loss_and_grads(inputs, targets, np.zeros((H, 1), dtype=self.Whh.dtype))
             for p, d, m in zip(self.weights, grads, self.mem, strict=True):
                 m += d * d
                 p += -self.lr * d / np.sqrt(m + 1e-8)
@@ -573,18 +607,19 @@ per-step outer products entirely.
 """
 
 
-def build_section(info, threads, command, tables, lm_ok, lesson_ok, spreads, args, checks_note) -> str:
+def build_section(info, threads, command, tables, lm_ok, lesson_ok, spreads, args, warning) -> str:
     today = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     verdict = (
         f"- Full LM step, NumPy >= {LSTM_TARGET}x PyTorch for RNN, LSTM and GRU: "
         f"**{'PASS' if lm_ok else 'FAIL'}**\n"
         f"- Batched engine >= {LESSON_TARGET:.0f}x lesson-style loop: **{'PASS' if lesson_ok else 'FAIL'}**"
     )
-    quick = (
-        "\n> **Quick smoke run** (`--quick`): few rounds, short blocks; not the reference figures.\n"
-        if args.quick
-        else ""
-    )
+    notes = []
+    if args.quick:
+        notes.append("> **Quick smoke run** (`--quick`): few rounds, short blocks; not the reference figures.")
+    if warning:
+        notes.append(f"> **{warning}**")
+    quick = "".join(f"\n{n}\n" for n in notes)
     return f"""{START}
 ## Throughput (benchmarks/throughput.py)
 
@@ -592,7 +627,8 @@ Generated by `benchmarks/throughput.py`; this section is overwritten on every ru
 {quick}
 - Date: {today}
 - Machine: {info["cpu"]}; {info["cores"]} cores available; {info["ram"]} RAM; {info["os"]}
-- Load average (1/5/15 min) at the start: {info["load"]}
+- Load average (1/5/15 min) before the run: {info["load"]}; other processes used
+  {info["other"]} of the {info["cores"]} cores on average during the measurement
 - Python {info["python"]}, NumPy {info["numpy"]}, NumPy BLAS: {info["blas"]}
 - PyTorch {info["torch"]}
 - Threads: NumPy BLAS {threads["numpy"]}, PyTorch intra-op {threads["torch"]} (`--threads`, default all cores)
@@ -603,7 +639,9 @@ Generated by `benchmarks/throughput.py`; this section is overwritten on every ru
   steps), with a {args.gap:.2f} s pause between blocks. A figure is the median over rounds; a ratio is a
   ratio of medians.
 - Fairness: both engines start from the same weights (the torch state dict is loaded into the NumPy
-  model) and train on the same tokens; {checks_note}. In the layer benchmark the torch input has
+  model) and train on the same tokens. The script checks this before timing; the "check" columns
+  give the largest differences (input gradients of the layers, losses of the first three LM training
+  steps, mean loss of the lesson model). In the layer benchmark the torch input has
   `requires_grad=True`, so torch computes the input gradient too, as the NumPy engine always does.
   Torch runs in its default configuration (`torch.optim.Adam` with its default CPU implementation,
   `set_to_none` gradients).
@@ -625,7 +663,7 @@ Generated by `benchmarks/throughput.py`; this section is overwritten on every ru
 one sequence at a time, a one-hot (V, 1) input column per step, `h = tanh(Wxh @ x + Whh @ h + bh)`,
 `y = Why @ h + by`, softmax, a reverse per-step loop accumulating `dWxh += dhraw @ x.T` and friends,
 clipping to ±5 and an Adagrad update after each sequence. It runs in float32 like the engine (the
-tutorials use float64, which would make it slower, not faster). It is timed on {args.lesson_seqs}
+tutorials use float64; float32 keeps the comparison like for like). It is timed on {args.lesson_seqs}
 sequences of 64 steps per call (its tokens/s does not depend on how many sequences a call holds). The
 engine side is `LanguageModel(cell='rnn', embedding_dim=65, hidden_size=256)` with its embedding set to
 the identity (so it sees exactly the one-hot input), `clip_grad_value_(5)` and
@@ -714,8 +752,17 @@ def main(argv: list[str] | None = None) -> int:
     contenders = [c for cs in groups.values() for c in cs]
 
     t0 = time.perf_counter()
+    monitor = CpuMonitor()
     measure(contenders, args.repeats, args.block, args.gap, log)
+    other = monitor.other_cores()
     elapsed = time.perf_counter() - t0
+    info["other"] = "unknown" if other is None else f"{other:.2f}"
+    warning = None
+    if other is not None and other > 0.2:
+        warning = (
+            f"WARNING: other processes used {other:.2f} of the {info['cores']} cores on average while this "
+            "ran; the figures are disturbed. Rerun on an idle machine (check `uptime`)."
+        )
 
     tables, lm_ok, lesson_ok = build_tables(groups, checks, paths)
     spreads = spread_table(contenders)
@@ -725,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NumPy {info['numpy']} ({info['blas']}); PyTorch {info['torch']}")
     print(f"threads: numpy BLAS {threads['numpy']}, torch {threads['torch']}; load avg at start {info['load']}")
     print(f"{args.repeats} interleaved rounds, medians of training tokens/s; measured in {elapsed:.0f} s")
+    print(f"other processes used {info['other']} of {info['cores']} cores on average meanwhile")
     print()
     print(tables)
     print()
@@ -732,13 +780,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Full LM step, NumPy >= {LSTM_TARGET}x PyTorch (rnn, lstm, gru): {'PASS' if lm_ok else 'FAIL'}")
     print(f"Batched engine >= {LESSON_TARGET:.0f}x lesson-style loop:        {'PASS' if lesson_ok else 'FAIL'}")
+    if warning:
+        print(warning)
 
     if args.out is not None:
-        checks_note = (
-            "the script checks this before timing (largest differences in the tables: input gradients "
-            "of the layers, losses over the first three LM training steps, and the lesson model's loss)"
-        )
-        section = build_section(info, threads, command, tables, lm_ok, lesson_ok, spreads, args, checks_note)
+        section = build_section(info, threads, command, tables, lm_ok, lesson_ok, spreads, args, warning)
         write_doc(args.out, section)
         print(f"\nwrote {args.out}")
     return 0

@@ -17,8 +17,10 @@ NONLINEARITIES = ("tanh", "relu")
 INITS = ("pytorch", "normal", "xavier", "orthogonal", "identity")
 OPTIMIZERS = ("adam", "adamw", "sgd", "adagrad")
 CLIP_MODES = ("norm", "value", "none")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "plateau")
 ENGINES = ("numpy", "torch")
+LEVELS = ("char", "word")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 C = TypeVar("C")
 
@@ -39,6 +41,16 @@ def _number(name: str, value: object, low: float, high: float = math.inf, *, low
     if not ok:
         bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high != math.inf else "")
         raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")
+
+
+def _bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+
+
+def _optional_positive_int(name: str, value: object) -> None:
+    if value is not None:
+        _positive_int(name, value)
 
 
 class _Config:
@@ -78,6 +90,8 @@ class ModelConfig(_Config):
         init: recurrent weight initialisation: 'pytorch' (U(±1/√H)), 'normal', 'xavier',
             'orthogonal' or 'identity' (IRNN, vanilla RNN only).
         forget_bias: initial LSTM forget-gate bias (None keeps the scheme's value).
+        tie_weights: share the input embedding with the output read-out (Press & Wolf, 2017; the
+            usual trick for word models); needs embedding_dim == hidden_size.
 
     Example:
         >>> ModelConfig(vocab_size=65, cell="gru", hidden_size=256).num_layers
@@ -93,6 +107,7 @@ class ModelConfig(_Config):
     dropout: float = 0.0
     init: str = "pytorch"
     forget_bias: float | None = None
+    tie_weights: bool = False
 
     def __post_init__(self) -> None:
         _positive_int("vocab_size", self.vocab_size)
@@ -107,6 +122,12 @@ class ModelConfig(_Config):
             raise ValueError(f"init: 'identity' (IRNN) is for cell='rnn', got cell={self.cell!r}")
         if self.forget_bias is not None:
             _number("forget_bias", self.forget_bias, -math.inf)
+        _bool("tie_weights", self.tie_weights)
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ValueError(
+                f"tie_weights: needs embedding_dim == hidden_size (the read-out reuses the embedding), "
+                f"got embedding_dim={self.embedding_dim}, hidden_size={self.hidden_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -135,6 +156,22 @@ class TrainConfig(_Config):
             from one; occasional resets teach it to start from nothing, as sampling does.
         seed: seeds initialisation, data order, dropout.
 
+    Options of the torch engine (`rnnlab.training.trainer`; the NumPy trainer refuses the ones it
+    does not implement rather than ignoring them):
+        level: 'char' or 'word' tokens (language models).
+        test_size: items (lines) held out as a test split before the validation split is taken,
+            scored once at the end of the run (per-line data only; 0: none).
+        lr_schedule 'plateau': warm-up, then the learning rate is multiplied by plateau_factor
+            whenever the validation loss has not improved for plateau_patience evaluations.
+        patience: early stopping: stop after this many evaluations without a better validation
+            loss (None: never stop early).
+        checkpoint_every: also write the resumable checkpoint every N steps (None: at evaluations
+            and at the end only).
+        keep_best: keep the weights with the lowest validation loss in the run's `best/` folder.
+        device: 'auto' (cuda, then mps, then cpu), or a torch device string such as 'cuda:1'.
+        precision: 'auto' (bf16 autocast on CUDA, float32 elsewhere), 'fp32' or 'bf16' (CUDA only).
+        threads: CPU threads for torch (None: torch's default).
+
     Example:
         >>> TrainConfig(max_time=120).batch_size
         32
@@ -161,6 +198,16 @@ class TrainConfig(_Config):
     val_fraction: float = 0.1
     state_reset_prob: float = 0.01
     seed: int = 1337
+    level: str = "char"
+    test_size: int = 0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 1
+    patience: int | None = None
+    checkpoint_every: int | None = None
+    keep_best: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         _choice("engine", self.engine, ENGINES)
@@ -188,6 +235,20 @@ class TrainConfig(_Config):
         _number("state_reset_prob", self.state_reset_prob, 0.0, 1.0)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed: expected an integer, got {self.seed!r}")
+        _choice("level", self.level, LEVELS)
+        if isinstance(self.test_size, bool) or not isinstance(self.test_size, int) or self.test_size < 0:
+            raise ValueError(f"test_size: expected an integer >= 0, got {self.test_size!r}")
+        if self.test_size and not self.per_line and self.data is not None:
+            raise ValueError("test_size: holds out whole lines, so it needs per_line data (--per-line)")
+        _number("plateau_factor", self.plateau_factor, 0.0, 1.0, low_open=True)
+        _positive_int("plateau_patience", self.plateau_patience)
+        _optional_positive_int("patience", self.patience)
+        _optional_positive_int("checkpoint_every", self.checkpoint_every)
+        _bool("keep_best", self.keep_best)
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
+        _choice("precision", self.precision, PRECISIONS)
+        _optional_positive_int("threads", self.threads)
 
 
 @dataclass(frozen=True)
@@ -200,6 +261,8 @@ class SampleConfig(_Config):
         num_samples: independent samples drawn in one batch.
         temperature: divides the logits; < 1 is more conservative, > 1 more surprising.
         top_k: sample only among the k most likely tokens (None: all).
+        top_p: nucleus sampling: only among the most likely tokens whose probabilities add up to
+            top_p (None or 1: all).
         greedy: always take the most likely token (ignores temperature and top_k).
         prime: text that sets the state before generating (not for per-line models' boundary).
         unknown: what to do with prime characters outside the vocabulary: 'error', 'skip' or 'map'.
@@ -220,6 +283,7 @@ class SampleConfig(_Config):
     unknown: str = "error"
     replacement: str | None = None
     seed: int | None = None
+    top_p: float | None = None
 
     def __post_init__(self) -> None:
         _positive_int("length", self.length)
@@ -227,6 +291,8 @@ class SampleConfig(_Config):
         _number("temperature", self.temperature, 0.0, low_open=True)
         if self.top_k is not None:
             _positive_int("top_k", self.top_k)
+        if self.top_p is not None:
+            _number("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _choice("unknown", self.unknown, ("error", "skip", "map"))
         if self.unknown == "map" and (self.replacement is None or len(self.replacement) != 1):
             raise ValueError(f"replacement: expected one character with unknown='map', got {self.replacement!r}")

@@ -25,8 +25,21 @@ def sample_next(
     temperature: float = 1.0,
     top_k: int | None = None,
     greedy: bool = False,
+    top_p: float | None = None,
 ) -> np.ndarray:
     """Draw one token per row of `logits` (B, V).
+
+    Args:
+        logits: (B, V) unnormalised log-probabilities.
+        rng: the generator; one uniform number is drawn per row (none when greedy).
+        temperature: divides the logits first.
+        top_k: keep only the k most likely tokens (None: all).
+        greedy: take the argmax (ignores everything else).
+        top_p: nucleus sampling: keep the most likely tokens whose probabilities add up to at
+            least top_p (always at least one), after temperature and top-k (None: all).
+
+    Returns:
+        (B,) int64 token ids.
 
     Example:
         >>> sample_next(np.array([[0.0, 5.0, 1.0]]), np.random.default_rng(0), greedy=True)
@@ -40,6 +53,15 @@ def sample_next(
         kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
         z = np.where(z < kth, -np.inf, z)
     p = softmax(z, axis=-1)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-p, axis=-1, kind="stable")
+        sorted_p = np.take_along_axis(p, order, axis=-1)
+        # keep a token if the tokens more likely than it add up to less than top_p
+        keep_sorted = (np.cumsum(sorted_p, axis=-1) - sorted_p) < top_p
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)
+        p = np.where(keep, p, 0.0)
+        p /= p.sum(axis=-1, keepdims=True)
     # inverse-CDF draw, one uniform per row
     u = rng.random((p.shape[0], 1))
     idx = (np.cumsum(p, axis=-1) < u).sum(axis=-1)
@@ -78,10 +100,12 @@ def sample_lm(
     per_line: bool = False,
     on_text: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Generate `config.num_samples` texts (prime included) from a NumPy `LanguageModel`.
+    """Generate `config.num_samples` texts (prime included) from a language model, in one batch.
 
     Args:
-        model: a `rnnlab.scratch.models.LanguageModel` (anything with `forward(idx, state)`).
+        model: a `rnnlab.scratch.models.LanguageModel`, or a torch one wrapped in
+            `rnnlab.torch.NumpyBridge` (anything with `forward(idx, state)` taking and returning
+            NumPy arrays): both engines share this sampler, so the same seed draws the same text.
         vocab: the model's vocabulary.
         config: sampling options; raises `PrimeError` for an unknown prime character unless
             `config.unknown` says to skip or map it.
@@ -110,7 +134,7 @@ def sample_lm(
     logits, state = model.forward(np.tile(start, (n, 1)), None)  # (n, len(start), V)
     last = logits[:, -1]
     for _ in range(config.length):
-        nxt = sample_next(last, rng, config.temperature, config.top_k, config.greedy)  # (n,)
+        nxt = sample_next(last, rng, config.temperature, config.top_k, config.greedy, top_p=config.top_p)  # (n,)
         for i, tok in enumerate(nxt):
             if not finished[i]:
                 if per_line and tok == vocab.boundary_id:
@@ -123,5 +147,7 @@ def sample_lm(
             break
         logits, state = model.forward(nxt[:, None], state)
         last = logits[:, -1]
-    model.rnn._cache = None
+    rnn = getattr(model, "rnn", None)
+    if rnn is not None and hasattr(rnn, "_cache"):  # the NumPy engine keeps activations for a backward
+        rnn._cache = None
     return [vocab.decode(ids) for ids in out]

@@ -205,6 +205,20 @@ def load_lm(run_dir: str | Path) -> LoadedLM:
     return LoadedLM(model, vocab, per_line, model_config, train_config)
 
 
+def _refuse_torch_only_options(model_config: ModelConfig, train_config: TrainConfig) -> None:
+    # options this trainer does not implement are errors, not silently ignored settings
+    if model_config.tie_weights:
+        raise ValueError("tie_weights: tied embeddings are implemented by the torch engine only")
+    if train_config.lr_schedule == "plateau":
+        raise ValueError("lr_schedule: 'plateau' is implemented by the torch engine only")
+    if train_config.level != "char":
+        raise ValueError(f"level: the NumPy engine trains character models only, got {train_config.level!r}")
+    if train_config.test_size:
+        raise ValueError("test_size: a test split is implemented by the torch engine only")
+    if train_config.patience is not None or train_config.checkpoint_every is not None:
+        raise ValueError("patience/checkpoint_every: implemented by the torch engine only")
+
+
 def train_lm(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -237,6 +251,7 @@ def train_lm(
         raise ValueError(
             f"vocab_size: expected {len(data.vocab)} (the data's vocabulary), got {model_config.vocab_size}"
         )
+    _refuse_torch_only_options(model_config, train_config)
     B, T = train_config.batch_size, train_config.seq_len
     check_lm_data(data, train_config)  # before anything is written
     batcher = StreamBatcher(data.train, B, T)

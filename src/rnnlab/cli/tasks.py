@@ -1,0 +1,777 @@
+"""`rnnlab train classify | tag | forecast | seq2seq`, and `rnnlab eval` / `rnnlab sample` for their runs.
+
+Each task registers with `rnnlab.cli.main.register_task`: its own options (every one with help
+text and a default; the common ones — data, budget, optimiser, schedule, checkpoints, device —
+come from `add_common_arguments`), its recipe defaults, and a `build` that reads the data (every
+data problem is one `error: …` line and exit status 2 before anything is written) and returns
+the `Task` and `TrainConfig` for the generic trainer.
+
+    rnnlab train classify --data sst2/train.tsv --val sst2/dev.tsv --max-time 60
+    rnnlab train tag --data en_ewt-ud-train.conllu --val en_ewt-ud-dev.conllu --max-time 60
+    rnnlab train forecast --data airline.csv --column passengers --input-len 12 --horizon 3
+    rnnlab train seq2seq --data reverse --max-steps 1500
+
+Scoring and using a trained run (the hooks `eval_command`, `sample_command` and
+`add_sample_arguments` below; `rnnlab.cli.main` routes runs of these tasks to them):
+
+    rnnlab eval RUN [--data FILE] [--split val|test]    loss and the task's metrics, as JSON
+    rnnlab sample RUN --input "a gripping film"         classify: the label and its probability
+    rnnlab sample RUN --input "The cat sat ."           tag: word/TAG for every word
+    rnnlab sample RUN [--data FILE] [--horizon N]       forecast: the next N values after the series
+    rnnlab sample RUN --input "3 1 2" --beam-size 5     seq2seq: the decoded output
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..config import CELLS, TrainConfig
+from .main import add_common_arguments, register_task, train_config_from
+
+# ---------------------------------------------------------------------------------------------
+# shared pieces
+
+
+def _model_arguments(p: argparse.ArgumentParser, d: dict[str, Any], *, embedding: bool = True, bidirectional: bool = True) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--cell", choices=CELLS, help=f"recurrent cell (default: {d['cell']})")
+    g.add_argument("--hidden-size", type=int, help=f"hidden units per layer and direction (default: {d['hidden_size']})")
+    g.add_argument("--layers", type=int, help=f"stacked recurrent layers (default: {d['layers']})")
+    if embedding:
+        g.add_argument("--embedding-dim", type=int, help=f"token embedding size (default: {d['embedding_dim']})")
+    g.add_argument("--dropout", type=float, help=f"dropout on inputs, between layers and before the read-out (default: {d['dropout']})")
+    if bidirectional:
+        g.add_argument(
+            "--bidirectional",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"read the sequence both ways (default: {'yes' if d['bidirectional'] else 'no'})",
+        )
+
+
+def _vocab_arguments(g: argparse._ArgumentGroup, d: dict[str, Any]) -> None:
+    g.add_argument("--lower", action=argparse.BooleanOptionalAction, default=None, help=f"lowercase the text (default: {'yes' if d['lower'] else 'no'})")
+    g.add_argument("--min-freq", type=int, help=f"tokens seen fewer times in training become <unk> (default: {d['min_freq']})")
+    g.add_argument("--max-vocab", type=int, help="keep at most this many tokens, the most frequent (default: all)")
+
+
+def _train_defaults(d: dict[str, Any]) -> str:
+    return (
+        f"Recipe: {d['cell']} {d['layers']}x{d['hidden_size']}, batch {d['batch_size']}, "
+        f"{d['optimizer']} lr {d['lr']:g}, {d['lr_schedule']} schedule, evaluation every {d['eval_every']} steps."
+    )
+
+
+def _quiet(args: argparse.Namespace, options: dict[str, Any]) -> bool:
+    return bool(getattr(args, "quiet", False) or options.get("quiet"))
+
+
+def _resumed(cls: Any, args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    """The task of a run being resumed, rebuilt from its saved JSON (vocabularies, options)."""
+    ckpt = options["_resume"]
+    saved = dict(ckpt.configs["train_config"])
+    if getattr(args, "data", None):  # the data moved: read it from its new place
+        saved["data"] = args.data
+    config = TrainConfig.from_dict(saved)
+    for needed in ("model_config", "task_options"):
+        if needed not in ckpt.configs:
+            raise ValueError(f"resume: {args.resume} has no {needed}.json; it is not a {cls.name} run")
+    return cls.from_run(ckpt.configs, config, train=True), config
+
+
+def _finish_build(task: Any, config: TrainConfig, args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    if not _quiet(args, options):
+        from ..training.classify_task import log_line
+
+        log_line(task.describe())
+    return task, config
+
+
+def _int_option(options: dict[str, Any], name: str) -> int | str:
+    from ..training.forecast_task import parse_column
+
+    return parse_column(options[name])
+
+
+# ---------------------------------------------------------------------------------------------
+# classify
+
+CLASSIFY_DEFAULTS: dict[str, Any] = {
+    "level": "word",
+    "lower": False,
+    "min_freq": 1,
+    "max_vocab": None,
+    "max_len": 400,
+    "label_column": "0",
+    "text_column": "1",
+    "cell": "lstm",
+    "hidden_size": 256,
+    "layers": 1,
+    "embedding_dim": 128,
+    "dropout": 0.3,
+    "bidirectional": True,
+    "pooling": "max",
+    "batch_size": 64,
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "lr_schedule": "cosine",
+    "lr_min_ratio": 0.05,
+    "warmup_steps": 50,
+    "weight_decay": 0.01,
+    "clip_mode": "norm",
+    "grad_clip": 1.0,
+    "eval_every": 200,
+    "eval_batch_size": 256,
+    "val_fraction": 0.1,
+    "seed": 1337,
+}
+
+
+def _add_classify_arguments(p: argparse.ArgumentParser) -> None:
+    d = CLASSIFY_DEFAULTS
+    g = p.add_argument_group("classification data")
+    g.add_argument("--val", metavar="FILE", help="validation file, same format as --data (default: hold out --val-fraction of --data)")
+    g.add_argument("--test", metavar="FILE", help="test file, scored once at the end of the run (default: none)")
+    g.add_argument("--label-column", help=f"the label's column: 0-based index or header name (default: {d['label_column']})")
+    g.add_argument("--text-column", help=f"the text's column: 0-based index or header name (default: {d['text_column']})")
+    g.add_argument("--level", choices=["word", "char"], help=f"tokens: words or characters (default: {d['level']})")
+    _vocab_arguments(g, d)
+    g.add_argument("--max-len", type=int, help=f"read at most this many tokens of a text (default: {d['max_len']})")
+    _model_arguments(p, d)
+    p.add_argument_group("model").add_argument(
+        "--pooling",
+        choices=["last", "max", "mean"],
+        help=f"the text's vector: final state(s), or max / mean of the outputs over its tokens (default: {d['pooling']})",
+    )
+    add_common_arguments(p)
+
+
+def _build_classify(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    from ..torch.heads import ClassifierConfig
+    from ..training.classify_task import ClassifyOptions, ClassifyTask
+
+    if "_resume" in options:
+        return _resumed(ClassifyTask, args, options)
+    config = train_config_from(options, engine="torch")
+    task_options = ClassifyOptions(
+        val=options["val"],
+        test=options["test"],
+        label_column=_int_option(options, "label_column"),
+        text_column=_int_option(options, "text_column"),
+        lower=bool(options["lower"]),
+        min_freq=options["min_freq"],
+        max_vocab=options["max_vocab"],
+        max_len=options["max_len"],
+    )
+    model_options = {
+        "cell": options["cell"],
+        "embedding_dim": options["embedding_dim"],
+        "hidden_size": options["hidden_size"],
+        "num_layers": options["layers"],
+        "bidirectional": bool(options["bidirectional"]),
+        "dropout": options["dropout"],
+        "pooling": options["pooling"],
+    }
+    ClassifierConfig(vocab_size=2, num_classes=2, **model_options)  # option errors before the data is read
+    return _finish_build(ClassifyTask.from_options(config, task_options, model_options), config, args, options)
+
+
+register_task(
+    "classify",
+    help="text classification, many-to-one (label<TAB>text files such as SST-2)",
+    description="Train a text classifier: word (or character) embeddings -> recurrent body on packed sequences "
+    "(padding never changes a prediction) -> pooling -> linear head. --data is a CSV/TSV file of label and text "
+    "columns (a header row is detected); validation is --val FILE or a held-out fraction. Evaluation reports the "
+    "loss and the accuracy. " + _train_defaults(CLASSIFY_DEFAULTS),
+    add_arguments=_add_classify_arguments,
+    build=_build_classify,
+    defaults=CLASSIFY_DEFAULTS,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# tag
+
+TAG_DEFAULTS: dict[str, Any] = {
+    "column": "upos",
+    "lower": False,
+    "min_freq": 1,
+    "max_vocab": None,
+    "chars": True,
+    "char_dim": 32,
+    "char_hidden": 32,
+    "max_word_len": 20,
+    "word_dropout": 0.05,
+    "cell": "lstm",
+    "hidden_size": 128,
+    "layers": 1,
+    "embedding_dim": 100,
+    "dropout": 0.3,
+    "batch_size": 32,
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "lr_schedule": "cosine",
+    "lr_min_ratio": 0.05,
+    "warmup_steps": 50,
+    "weight_decay": 0.01,
+    "clip_mode": "norm",
+    "grad_clip": 1.0,
+    "eval_every": 200,
+    "eval_batch_size": 256,
+    "val_fraction": 0.1,
+    "seed": 1337,
+}
+
+
+def _add_tag_arguments(p: argparse.ArgumentParser) -> None:
+    from ..training.tag_task import TAG_COLUMNS
+
+    d = TAG_DEFAULTS
+    g = p.add_argument_group("tagging data (CoNLL-U)")
+    g.add_argument("--val", metavar="FILE", help="validation CoNLL-U file, e.g. the treebank's dev file (default: hold out --val-fraction of the training sentences)")
+    g.add_argument("--test", metavar="FILE", help="test CoNLL-U file, scored once at the end (default: none)")
+    g.add_argument("--column", choices=TAG_COLUMNS, help=f"the tag column (default: {d['column']})")
+    _vocab_arguments(g, d)
+    g.add_argument("--word-dropout", type=float, help=f"chance a training word is replaced by <unk>, so unseen words have a trained vector (default: {d['word_dropout']})")
+    _model_arguments(p, d, bidirectional=False)
+    g = p.add_argument_group("character encoder")
+    g.add_argument("--chars", action=argparse.BooleanOptionalAction, default=None, help="read each word's characters with a BiGRU (default: yes)")
+    g.add_argument("--char-dim", type=int, help=f"character embedding size (default: {d['char_dim']})")
+    g.add_argument("--char-hidden", type=int, help=f"character BiGRU units per direction (default: {d['char_hidden']})")
+    g.add_argument("--max-word-len", type=int, help=f"characters read per word (default: {d['max_word_len']})")
+    add_common_arguments(p)
+
+
+def _build_tag(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    from ..torch.heads import TaggerConfig
+    from ..training.tag_task import TagOptions, TagTask
+
+    if "_resume" in options:
+        return _resumed(TagTask, args, options)
+    config = train_config_from(options, engine="torch")
+    task_options = TagOptions(
+        val=options["val"],
+        test=options["test"],
+        column=options["column"],
+        lower=bool(options["lower"]),
+        min_freq=options["min_freq"],
+        max_vocab=options["max_vocab"],
+        chars=bool(options["chars"]),
+        max_word_len=options["max_word_len"],
+        word_dropout=options["word_dropout"],
+    )
+    model_options = {
+        "cell": options["cell"],
+        "embedding_dim": options["embedding_dim"],
+        "char_dim": options["char_dim"],
+        "char_hidden": options["char_hidden"],
+        "hidden_size": options["hidden_size"],
+        "num_layers": options["layers"],
+        "dropout": options["dropout"],
+    }
+    TaggerConfig(vocab_size=2, num_tags=2, char_vocab_size=2, **model_options)  # option errors first
+    return _finish_build(TagTask.from_options(config, task_options, model_options), config, args, options)
+
+
+register_task(
+    "tag",
+    help="sequence tagging, many-to-many (part of speech from CoNLL-U files)",
+    description="Train a tagger on a CoNLL-U treebank (Universal Dependencies): every word is its embedding "
+    "concatenated with a character-BiGRU vector of its spelling; a bidirectional RNN over the sentence (packed "
+    "sequences) predicts a tag per word, UPOS by default. Validation is --val FILE (the dev file) or a held-out "
+    "fraction. Evaluation reports the loss and the token accuracy. " + _train_defaults(TAG_DEFAULTS),
+    add_arguments=_add_tag_arguments,
+    build=_build_tag,
+    defaults=TAG_DEFAULTS,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# forecast
+
+FORECAST_DEFAULTS: dict[str, Any] = {
+    "column": "-1",
+    "input_len": 24,
+    "horizon": 1,
+    "test_fraction": 0.0,
+    "residual": True,
+    "cell": "lstm",
+    "hidden_size": 64,
+    "layers": 1,
+    "dropout": 0.0,
+    "batch_size": 32,
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "lr_schedule": "cosine",
+    "lr_min_ratio": 0.05,
+    "warmup_steps": 20,
+    "weight_decay": 0.0,
+    "clip_mode": "norm",
+    "grad_clip": 1.0,
+    "eval_every": 100,
+    "eval_batch_size": 512,
+    "val_fraction": 0.15,
+    "seed": 1337,
+}
+
+
+def _add_forecast_arguments(p: argparse.ArgumentParser) -> None:
+    d = FORECAST_DEFAULTS
+    g = p.add_argument_group("time series")
+    g.add_argument("--column", help=f"the series' column in --data: 0-based index (negative from the end) or header name (default: {d['column']}, the last)")
+    g.add_argument("--input-len", type=int, help=f"values the model reads before forecasting (default: {d['input_len']})")
+    g.add_argument("--horizon", type=int, help=f"values forecast at once, 1 for next-step (default: {d['horizon']})")
+    g.add_argument("--test-fraction", type=float, help="last share of the series held out as a test split, scored at the end (default: 0, none)")
+    _model_arguments(p, d, embedding=False, bidirectional=False)
+    p.add_argument_group("model").add_argument(
+        "--residual",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="predict the change from the last value (start at the naive forecast) (default: yes)",
+    )
+    add_common_arguments(p)
+
+
+def _build_forecast(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    from ..torch.heads import ForecasterConfig
+    from ..training.forecast_task import ForecastOptions, ForecastTask
+
+    if "_resume" in options:
+        return _resumed(ForecastTask, args, options)
+    config = train_config_from(options, engine="torch")
+    task_options = ForecastOptions(
+        column=_int_option(options, "column"),
+        input_len=options["input_len"],
+        horizon=options["horizon"],
+        test_fraction=options["test_fraction"],
+    )
+    model_options = {
+        "cell": options["cell"],
+        "hidden_size": options["hidden_size"],
+        "num_layers": options["layers"],
+        "dropout": options["dropout"],
+        "residual": bool(options["residual"]),
+    }
+    ForecasterConfig(input_len=task_options.input_len, horizon=task_options.horizon, **model_options)
+    return _finish_build(ForecastTask.from_options(config, task_options, model_options), config, args, options)
+
+
+register_task(
+    "forecast",
+    help="time-series forecasting from a CSV column (next step, or --horizon steps at once)",
+    description="Train a forecaster on one numeric column of a CSV/TSV file: the series is split by time "
+    "(train, then --val-fraction, then --test-fraction), normalised with the training part's mean and std (saved "
+    "as normalizer.json in the run folder), cut into windows of --input-len values, and an RNN predicts the next "
+    "--horizon values at once. Evaluation reports the MSE, RMSE and MAE in the original units and the MSE of the "
+    "naive last-value forecast. " + _train_defaults(FORECAST_DEFAULTS),
+    add_arguments=_add_forecast_arguments,
+    build=_build_forecast,
+    defaults=FORECAST_DEFAULTS,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# seq2seq
+
+SEQ2SEQ_DEFAULTS: dict[str, Any] = {
+    "level": "char",
+    "lower": False,
+    "min_freq": 1,
+    "max_vocab": None,
+    "shared_vocab": False,
+    "num_train": 20000,
+    "num_val": 1000,
+    "min_length": 1,
+    "max_length": 10,
+    "alphabet": "digits",
+    "attention": "general",
+    "cell": "gru",
+    "hidden_size": 128,
+    "layers": 1,
+    "embedding_dim": 64,
+    "dropout": 0.1,
+    "bidirectional": True,
+    "batch_size": 64,
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "lr_schedule": "cosine",
+    "lr_min_ratio": 0.05,
+    "warmup_steps": 50,
+    "weight_decay": 0.01,
+    "clip_mode": "norm",
+    "grad_clip": 1.0,
+    "eval_every": 250,
+    "eval_batch_size": 256,
+    "val_fraction": 0.1,
+    "seed": 1337,
+}
+
+
+def _add_seq2seq_arguments(p: argparse.ArgumentParser) -> None:
+    d = SEQ2SEQ_DEFAULTS
+    g = p.add_argument_group("sequence-to-sequence data (--data reverse, --data sort, or a TSV file of source<TAB>target lines)")
+    g.add_argument("--val", metavar="FILE", help="validation pairs (default: for reverse/sort fresh pairs from another seed, for a file a held-out --val-fraction)")
+    g.add_argument("--test", metavar="FILE", help="test pairs, scored once at the end (default: none)")
+    g.add_argument("--level", choices=["char", "word"], help=f"tokens of both sides (default: {d['level']})")
+    _vocab_arguments(g, d)
+    g.add_argument("--shared-vocab", action=argparse.BooleanOptionalAction, default=None, help="one vocabulary for source and target (default: only for reverse/sort)")
+    g = p.add_argument_group("synthetic tasks (--data reverse, --data sort)")
+    g.add_argument("--num-train", type=int, help=f"training pairs (default: {d['num_train']})")
+    g.add_argument("--num-val", type=int, help=f"validation pairs (default: {d['num_val']})")
+    g.add_argument("--min-length", type=int, help=f"shortest source (default: {d['min_length']})")
+    g.add_argument("--max-length", type=int, help=f"longest source (default: {d['max_length']})")
+    g.add_argument("--alphabet", help=f"the characters: digits, letters, or the characters themselves (default: {d['alphabet']})")
+    _model_arguments(p, d)
+    p.add_argument_group("model").add_argument(
+        "--attention",
+        choices=["general", "dot"],
+        help=f"Luong attention score: general (h_t W h_s) or dot (h_t h_s) (default: {d['attention']})",
+    )
+    add_common_arguments(p)
+
+
+def _build_seq2seq(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    from ..torch.heads import Seq2SeqConfig
+    from ..training.seq2seq_task import Seq2SeqOptions, Seq2SeqTask
+
+    if "_resume" in options:
+        return _resumed(Seq2SeqTask, args, options)
+    config = train_config_from(options, engine="torch")
+    task_options = Seq2SeqOptions(
+        val=options["val"],
+        test=options["test"],
+        num_train=options["num_train"],
+        num_val=options["num_val"],
+        min_length=options["min_length"],
+        max_length=options["max_length"],
+        alphabet=options["alphabet"],
+        lower=bool(options["lower"]),
+        min_freq=options["min_freq"],
+        max_vocab=options["max_vocab"],
+        shared_vocab=bool(options["shared_vocab"]),
+    )
+    model_options = {
+        "cell": options["cell"],
+        "embedding_dim": options["embedding_dim"],
+        "hidden_size": options["hidden_size"],
+        "num_layers": options["layers"],
+        "bidirectional": bool(options["bidirectional"]),
+        "dropout": options["dropout"],
+        "attention": options["attention"],
+    }
+    Seq2SeqConfig(src_vocab_size=4, tgt_vocab_size=4, **model_options)  # option errors first
+    return _finish_build(Seq2SeqTask.from_options(config, task_options, model_options), config, args, options)
+
+
+register_task(
+    "seq2seq",
+    help="sequence to sequence with attention (synthetic reverse/sort tasks, or source<TAB>target pairs)",
+    description="Train an encoder-decoder: a bidirectional RNN encoder, and a decoder RNN with Luong global "
+    "attention (general or dot) trained with teacher forcing. --data reverse / --data sort generate random "
+    "digit strings to reverse or sort (seeded); otherwise --data is a TSV file of source<TAB>target lines. "
+    "Evaluation reports the loss, the token accuracy and the exact-match accuracy of greedy decoding. "
+    "`rnnlab sample RUN --input ... --beam-size K` decodes. " + _train_defaults(SEQ2SEQ_DEFAULTS),
+    add_arguments=_add_seq2seq_arguments,
+    build=_build_seq2seq,
+    defaults=SEQ2SEQ_DEFAULTS,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading a trained run of these tasks
+
+TASK_NAMES = ("classify", "tag", "forecast", "seq2seq")
+
+
+def run_task_name(run: str | Path) -> str | None:
+    """The task that trained the run folder `run` ('classify', ...), or None if it is none of these.
+
+    Reads only `train_state.json` (written by the torch trainer in RUN and RUN/best), so a
+    language-model run is recognised as such without loading its weights.
+
+    Example:
+        >>> run_task_name("runs/sst2")       # doctest: +SKIP
+        'classify'
+    """
+    from ..training.checkpoint import STATE_JSON_FILE
+
+    path = Path(run) / STATE_JSON_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = state.get("task") if isinstance(state, dict) else None
+    return name if name in TASK_NAMES else None
+
+
+def _task_class(name: str) -> Any:
+    if name == "classify":
+        from ..training.classify_task import ClassifyTask
+
+        return ClassifyTask
+    if name == "tag":
+        from ..training.tag_task import TagTask
+
+        return TagTask
+    if name == "forecast":
+        from ..training.forecast_task import ForecastTask
+
+        return ForecastTask
+    from ..training.seq2seq_task import Seq2SeqTask
+
+    return Seq2SeqTask
+
+
+def load_task_run(
+    run: str | Path, *, device: str = "cpu", load_data: bool = True, eval_batch_size: int | None = None
+) -> tuple[Any, Any]:
+    """A trained run of one of these tasks: (task rebuilt from the saved JSON, model with the saved weights).
+
+    Args:
+        run: the run folder (or RUN/best).
+        device: torch device for the model.
+        load_data: rebuild the run's own validation (and test) splits from its data files; False
+            for scoring another file or predicting.
+        eval_batch_size: examples per batch (None: the run's).
+
+    Raises:
+        CheckpointError: not a checkpoint, or a damaged one. DataError: the saved JSON or the
+            data do not load.
+    """
+    from ..torch.convert import load_weights
+    from ..training.checkpoint import load_checkpoint
+    from ..training.trainer import select_device
+
+    name = run_task_name(run)
+    if name is None:
+        raise ValueError(f"run: {run} is not a classify, tag, forecast or seq2seq run")
+    ckpt = load_checkpoint(run)
+    for needed in ("model_config", "train_config", "task_options"):
+        if needed not in ckpt.configs:
+            raise ValueError(f"run: {run} has no {needed}.json (a damaged {name} run?)")
+    config = TrainConfig.from_dict(ckpt.configs["train_config"])
+    if eval_batch_size is not None:
+        if eval_batch_size < 1:
+            raise ValueError(f"--batch-size: expected a positive integer, got {eval_batch_size}")
+        config = config.replace(eval_batch_size=eval_batch_size)
+    task = _task_class(name).from_run(ckpt.configs, config, train=False, load_data=load_data)
+    dev = select_device(device)
+    task.setup(dev, 0, 1)
+    model = task.build_model(0)
+    load_weights(model, ckpt.weights)
+    model.to(dev).eval()
+    return task, model
+
+
+# ---------------------------------------------------------------------------------------------
+# rnnlab eval RUN
+
+
+def eval_command(args: argparse.Namespace) -> int | None:
+    """`rnnlab eval RUN [--data FILE] [--split val|test]` for runs of these tasks; None for other runs.
+
+    Prints one JSON object: the run, the data, the number of examples and the task's metrics
+    (loss; accuracy; mse, naive_mse...; token_accuracy, exact_match).
+    """
+    import torch
+
+    name = run_task_name(args.run)
+    if name is None:
+        return None
+    task, model = load_task_run(
+        args.run, device=getattr(args, "device", "cpu"), load_data=not args.data, eval_batch_size=getattr(args, "batch_size", None)
+    )
+    if args.data:
+        split = "file"
+        source = task.add_split(split, args.data)
+    else:
+        split = getattr(args, "split", "val") or "val"
+        if split not in task.splits:
+            raise ValueError(f"split: the run {args.run} has no {split} split (train with --test FILE)")
+        source = task.splits[split].source
+    with torch.no_grad():
+        sums = task.eval_sums(model, split)
+    metrics = task.summarize(sums)
+    out = {"run": str(args.run), "task": name, "data": source, "split": split, "examples": len(task.splits[split].lengths), **metrics}
+    print(json.dumps(out))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# rnnlab sample RUN
+
+
+def add_sample_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `rnnlab sample` for runs of these tasks (added to the language model's)."""
+    g = p.add_argument_group("classify, tag, forecast and seq2seq runs")
+    g.add_argument("--input", dest="task_input", metavar="TEXT", help="what to predict for: a text (classify), a sentence (tag), a source (seq2seq), or values (forecast)")
+    g.add_argument("--input-file", metavar="FILE", help="one input per line (classify, tag, seq2seq)")
+    g.add_argument("--beam-size", type=int, default=1, help="seq2seq: beam search with this many beams (default: 1, greedy)")
+    g.add_argument("--length-penalty", type=float, default=1.0, help="seq2seq beam search: rank outputs by log p / length**ALPHA (default: 1.0; 0 ranks by probability)")
+    g.add_argument("--n-best", type=int, default=1, help="seq2seq: print this many outputs per input, with their log-probabilities (default: 1)")
+    g.add_argument("--horizon", type=int, default=None, help="forecast: values to forecast (default: the run's --horizon; more are forecast recursively)")
+    g.add_argument("--data", dest="series", metavar="FILE", help="forecast: the series to continue, the run's column of FILE (default: the run's training data)")
+
+
+def _inputs(args: argparse.Namespace, task: str, what: str) -> list[str]:
+    from ..data.text import DataError, read_text
+
+    text = getattr(args, "task_input", None)
+    path = getattr(args, "input_file", None)
+    if text is not None and path:
+        raise ValueError("sample: give --input or --input-file, not both")
+    if path:
+        lines = [line.strip() for line in read_text(path).split("\n")]
+        items = [line for line in lines if line]
+        if not items:
+            raise DataError(f"data: no inputs in {path} (expected one {what} per line)")
+        return items
+    if text is None or not text.strip():
+        raise ValueError(f"sample: a {task} run needs --input {what.upper().replace(' ', '_')} or --input-file FILE (one {what} per line)")
+    return [text.strip()]
+
+
+def sample_command(args: argparse.Namespace) -> int | None:
+    """`rnnlab sample RUN ...` for runs of these tasks (see the module docstring); None for other runs."""
+    name = run_task_name(args.run)
+    if name is None:
+        return None
+    task, model = load_task_run(args.run, device=getattr(args, "device", "cpu"), load_data=False)
+    if name == "classify":
+        for label, p, _ in task.predict(model, _inputs(args, name, "text")):
+            print(f"{label}\t{p:.4f}")
+    elif name == "tag":
+        sentences = [s.split() for s in _inputs(args, name, "sentence")]
+        for words, tags in zip(sentences, task.predict(model, sentences), strict=True):
+            print(" ".join(f"{w}/{t}" for w, t in zip(words, tags, strict=True)))
+    elif name == "forecast":
+        _sample_forecast(task, model, args)
+    else:
+        _sample_seq2seq(task, model, args)
+    return 0
+
+
+def _sample_forecast(task: Any, model: Any, args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from ..data.text import DataError
+    from ..data.timeseries import load_series
+
+    values = getattr(args, "task_input", None)
+    if values is not None:
+        try:
+            history = np.array([float(v) for v in values.replace(",", " ").split()], dtype=np.float64)
+        except ValueError:
+            raise DataError(f"--input: expected numbers separated by spaces or commas, got {values!r}") from None
+        source = "--input"
+    else:
+        path = getattr(args, "series", None) or getattr(args, "input_file", None) or task.config.data
+        if not path:
+            raise ValueError("sample: a forecast run needs the series: --data FILE or --input 'v1 v2 ...'")
+        from ..training.classify_task import data_path
+
+        source = data_path(path)
+        history = load_series(source, task.options.column)
+    steps = args.horizon if args.horizon is not None else task.options.horizon
+    if steps < 1:
+        raise ValueError(f"--horizon: expected a positive integer, got {steps}")
+    for v in task.forecast(model, history, steps):
+        print(f"{v:.6g}")
+    if steps > task.options.horizon:
+        print(f"note: forecast {steps} values recursively from a model trained for {task.options.horizon} at once ({source})", file=sys.stderr)
+
+
+def _sample_seq2seq(task: Any, model: Any, args: argparse.Namespace) -> None:
+    if args.beam_size < 1:
+        raise ValueError(f"--beam-size: expected a positive integer, got {args.beam_size}")
+    if not 1 <= args.n_best <= args.beam_size:
+        raise ValueError(f"--n-best: expected an integer from 1 to --beam-size ({args.beam_size}), got {args.n_best}")
+    if args.length_penalty < 0:
+        raise ValueError(f"--length-penalty: expected a number >= 0, got {args.length_penalty}")
+    max_len = getattr(args, "length", None)
+    if max_len is not None and max_len < 1:
+        raise ValueError(f"--length: expected a positive integer, got {max_len}")
+    sources = _inputs(args, "seq2seq", "source")
+    unknown = task.unknown_tokens(sources)
+    if unknown:
+        shown = ", ".join(repr(t) for t in unknown[:10])
+        print(f"warning: {len(unknown)} source token(s) not in the vocabulary, read as <unk>: {shown}", file=sys.stderr)
+    outputs = task.translate(
+        model, sources, beam_size=args.beam_size, alpha=args.length_penalty, n_best=args.n_best, max_len=max_len
+    )
+    for hyps in outputs:
+        if args.n_best == 1:
+            print(hyps[0][0])
+        else:
+            for rank, (text, logp) in enumerate(hyps, start=1):
+                print(f"{rank}\t{logp:.4f}\t{text}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the hook into `rnnlab eval` / `rnnlab sample`
+
+
+def _main_dispatches(main_module: Any) -> bool:
+    """Whether `rnnlab.cli.main` already routes task runs here (it calls `eval_command`)."""
+    import inspect
+
+    try:
+        return "eval_command" in inspect.getsource(main_module.cmd_eval)
+    except (OSError, TypeError):
+        return False
+
+
+def install_cli_hooks(set_attribute: Callable[[Any, str, Any], None] = setattr) -> bool:
+    """Route `rnnlab eval` / `rnnlab sample` of these tasks' runs here, if `rnnlab.cli.main` does not yet.
+
+    `main.py` owns those commands; the lasting hook is three calls there (`add_sample_arguments(p)`
+    in `_add_sample`, and `sample_command(args)` / `eval_command(args)` first in `cmd_sample` /
+    `cmd_eval`, falling through when they return None). Until then this wraps the three
+    functions of the module (tests pass `monkeypatch.setattr` so the wrapping is undone).
+
+    Returns:
+        True if it wrapped them, False if main already dispatches.
+    """
+    from . import main as main_module
+
+    if _main_dispatches(main_module) or getattr(main_module.cmd_eval, "_task_hook", False):
+        return False
+    add_sample, cmd_sample, cmd_eval = main_module._add_sample, main_module.cmd_sample, main_module.cmd_eval
+
+    def _add_sample_with_tasks(sub: argparse._SubParsersAction) -> None:
+        add_sample(sub)
+        add_sample_arguments(sub.choices["sample"])
+
+    def cmd_sample_with_tasks(args: argparse.Namespace) -> int:
+        rc = sample_command(args)
+        return cmd_sample(args) if rc is None else rc
+
+    def cmd_eval_with_tasks(args: argparse.Namespace) -> int:
+        rc = eval_command(args)
+        return cmd_eval(args) if rc is None else rc
+
+    cmd_eval_with_tasks._task_hook = True  # type: ignore[attr-defined]
+    set_attribute(main_module, "_add_sample", _add_sample_with_tasks)
+    set_attribute(main_module, "cmd_sample", cmd_sample_with_tasks)
+    set_attribute(main_module, "cmd_eval", cmd_eval_with_tasks)
+    return True
+
+
+@contextlib.contextmanager
+def cli_hooks() -> Iterator[None]:
+    """`install_cli_hooks` for the duration of a `with` block (restored afterwards)."""
+    from . import main as main_module
+
+    saved = {k: getattr(main_module, k) for k in ("_add_sample", "cmd_sample", "cmd_eval")}
+    install_cli_hooks()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main_module, k, v)

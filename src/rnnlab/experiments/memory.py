@@ -1,0 +1,1 @@
+"""Experiments: memory (filled in by its author)."""

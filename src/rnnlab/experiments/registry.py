@@ -1,0 +1,66 @@
+"""The experiment registry: name -> function, filled by the `@experiment` decorator of each module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One registered experiment.
+
+    Attributes:
+        name: CLI name, e.g. 'gradient-flow'.
+        title: one-line title for the report.
+        run: `run(out_dir: Path, *, seed: int, quick: bool, data: str | None) -> dict` writes the
+            figure, data, summary.txt and summary.json into out_dir and returns the summary dict.
+        needs_text: True if it trains a character model on a text corpus (`--data`).
+    """
+
+    name: str
+    title: str
+    run: Callable[..., dict]
+    needs_text: bool = False
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def experiment(
+    name: str, title: str, *, needs_text: bool = False
+) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
+    """Register `run` under `name`.
+
+    Example:
+        >>> @experiment("demo", "A demo")
+        ... def demo(out_dir, *, seed=0, quick=False, data=None):
+        ...     return {}
+    """
+
+    def register(run: Callable[..., dict]) -> Callable[..., dict]:
+        if name in EXPERIMENTS:
+            raise ValueError(f"experiment {name!r} registered twice")
+        EXPERIMENTS[name] = Experiment(name, title, run, needs_text)
+        return run
+
+    return register
+
+
+def run_experiment(
+    name: str, out_dir: str | Path, *, seed: int = 0, quick: bool = False, data: str | None = None
+) -> dict:
+    """Run the experiment called `name` into `out_dir` (created) and return its summary.
+
+    Example:
+        >>> run_experiment("gradient-flow", "runs/exp/gradient-flow", seed=0)   # doctest: +SKIP
+    """
+    from . import load_all
+
+    load_all()
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment: expected one of {', '.join(sorted(EXPERIMENTS))} or 'all', got {name!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return EXPERIMENTS[name].run(out, seed=seed, quick=quick, data=data)

@@ -1,0 +1,49 @@
+"""Driving a torch model through the NumPy-facing interface of `rnnlab.generation`.
+
+The sampler in `rnnlab.generation.sample` is written once, against `forward(idx, state)` with
+NumPy ids in and NumPy logits out. `NumpyBridge` gives a torch `LanguageModel` that interface, so
+both engines draw from one implementation and, with the same seed, the same random numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .models import LanguageModel, State
+
+
+class NumpyBridge:
+    """Wraps a torch `LanguageModel` so that `forward` takes and returns NumPy arrays.
+
+    The recurrent state stays a torch tensor on the model's device between calls (it is only
+    passed back in), so generation costs no copies beyond the logits of each step.
+
+    Args:
+        model: the torch model (any device); it is put in eval mode.
+
+    Example:
+        >>> bridge = NumpyBridge(LanguageModel(ModelConfig(vocab_size=5, hidden_size=4)))
+        >>> logits, state = bridge.forward(np.zeros((2, 3), dtype=np.int64))
+        >>> logits.shape
+        (2, 3, 5)
+    """
+
+    def __init__(self, model: LanguageModel) -> None:
+        self.model = model
+        self.config = model.config
+        self.device = model.head.bias.device
+        model.eval()
+
+    @torch.no_grad()
+    def forward(self, idx: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
+        """idx (B, T) integer ids -> (logits (B, T, V) as float NumPy, state as torch tensors)."""
+        x = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(self.device)
+        logits, state = self.model(x, state)
+        return logits.float().cpu().numpy(), state
+
+    __call__ = forward
+
+    def eval(self) -> NumpyBridge:
+        self.model.eval()
+        return self

@@ -1,0 +1,204 @@
+"""`rnnlab train lm` on the torch engine, `rnnlab sample` across engines, `rnnlab eval`, TOML options."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rnnlab.cli.main import main  # noqa: E402
+
+TINY = [
+    "--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "4", "--seq-len", "8",
+    "--max-steps", "20", "--eval-every", "10", "--threads", "1",
+]  # fmt: skip
+TEXT = "Café naïve façade 🙂 déjà vu. Καλημέρα κόσμε! The cat sat on the mat.\n" * 40
+NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"] * 12
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run_cli(argv: list) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _one_line_error(rc: int, err: str) -> str:
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "text.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def names_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "names.txt"
+    path.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def torch_run(tmp_path_factory: pytest.TempPathFactory, text_file: Path) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "torch"
+    rc, _, err = run_cli(["train", "lm", "--data", text_file, "--out", out, "--quiet", *TINY])
+    assert rc == 0, err
+    return out
+
+
+@pytest.fixture(scope="module")
+def numpy_run(tmp_path_factory: pytest.TempPathFactory, text_file: Path) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "numpy"
+    args = [a for a in TINY if a not in ("--threads", "1")]
+    rc, _, err = run_cli(["train", "--engine", "numpy", "--data", text_file, "--out", out, "--quiet", *args])
+    assert rc == 0, err
+    return out
+
+
+def test_torch_run_folder(torch_run: Path) -> None:
+    names = {p.name for p in torch_run.iterdir()}
+    assert {"model.safetensors", "metrics.jsonl", "loss.png", "checkpoint.json", "train_state.safetensors", "best"} <= names
+    assert (torch_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = [json.loads(line) for line in (torch_run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records] == [10, 20]
+    for r in records:
+        assert all(math.isfinite(r[k]) for k in ("elapsed_s", "train_loss", "val_loss", "lr"))
+    assert json.loads((torch_run / "train_config.json").read_text(encoding="utf-8"))["engine"] == "torch"
+    best = json.loads((torch_run / "best" / "train_state.json").read_text(encoding="utf-8"))
+    assert best["val_loss"] == min(r["val_loss"] for r in records)
+
+
+@pytest.mark.parametrize("run_name", ["torch_run", "numpy_run"])
+def test_sample_is_the_same_on_both_engines(request: pytest.FixtureRequest, run_name: str) -> None:
+    run = request.getfixturevalue(run_name)
+    args = ["sample", run, "--prime", "The ", "--length", "60", "--seed", "3", "--top-p", "0.9", "--temperature", "0.8"]
+    a = run_cli([*args, "--engine", "torch"])
+    b = run_cli([*args, "--engine", "numpy"])
+    c = run_cli(args)  # the engine that trained it
+    assert a[0] == 0, a[2]
+    assert a == b == c
+    assert a[1].startswith("The ") and len(a[1]) == len("The ") + 60 + 1
+
+
+def test_sample_several_in_one_batch_and_best(torch_run: Path) -> None:
+    rc, out, err = run_cli(["sample", torch_run / "best", "--length", "20", "--num-samples", "4", "--seed", "1"])
+    assert rc == 0, err
+    assert out.count("--- sample ") == 4
+
+
+def test_sample_unknown_prime_skip_never_crashes(torch_run: Path) -> None:
+    rc, out, err = run_cli(["sample", torch_run, "--prime", "Zebra 日本", "--unknown", "skip", "--length", "5", "--seed", "1"])
+    assert rc == 0, err
+    assert err.startswith("warning: ") and "U+65E5" in err
+    rc, out, err = run_cli(["sample", torch_run, "--prime", "Zebra", "--length", "5"])
+    assert "not in the model's vocabulary" in _one_line_error(rc, err) and out == ""
+
+
+def test_eval_matches_the_last_validation_loss(torch_run: Path, text_file: Path) -> None:
+    last = json.loads((torch_run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    rc, out, err = run_cli(["eval", torch_run])
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["loss"] == pytest.approx(last["val_loss"], rel=1e-6)
+    rc, out, _ = run_cli(["eval", torch_run, "--engine", "numpy"])
+    assert json.loads(out)["loss"] == pytest.approx(last["val_loss"], rel=1e-5)
+    rc, out, err = run_cli(["eval", torch_run, "--data", text_file])
+    assert rc == 0, err
+    assert json.loads(out)["tokens"] == len(TEXT) - 1
+
+
+def test_per_line_test_split_and_eval(tmp_path: Path, names_file: Path) -> None:
+    out = tmp_path / "names"
+    rc, stdout, err = run_cli(
+        ["train", "lm", "--per-line", "--data", names_file, "--test-size", "20", "--out", out, "--quiet", *TINY]
+    )
+    assert rc == 0, err
+    record = json.loads(stdout)
+    assert math.isfinite(record["test_loss"])
+    rc, stdout, err = run_cli(["eval", out, "--split", "test"])
+    assert rc == 0, err
+    assert json.loads(stdout)["loss"] == pytest.approx(record["test_loss"], rel=1e-6)
+    rc, stdout, _ = run_cli(["sample", out, "--num-samples", "5", "--seed", "2"])
+    assert rc == 0 and stdout.count("\n") == 5
+
+
+def test_word_level_language_model(tmp_path: Path, text_file: Path) -> None:
+    out = tmp_path / "words"
+    rc, stdout, err = run_cli(["train", "lm", "--level", "word", "--data", text_file, "--out", out, "--quiet", *TINY])
+    assert rc == 0, err
+    vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
+    assert vocab["type"] == "word" and "cat" in vocab["tokens"]
+    rc, stdout, err = run_cli(["sample", out, "--prime", "The cat", "--length", "12", "--seed", "1"])
+    assert rc == 0, err
+    assert stdout.startswith(" The cat")
+    rc, stdout, err = run_cli(["eval", out])
+    assert rc == 0 and json.loads(stdout)["unit"] == "word"
+
+
+def test_tied_weights_and_plateau_schedule(tmp_path: Path, text_file: Path) -> None:
+    out = tmp_path / "tied"
+    args = ["--tie-weights", "--embedding-dim", "16", "--schedule", "plateau", "--patience", "50"]
+    rc, _, err = run_cli(["train", "lm", "--data", text_file, "--out", out, "--quiet", *TINY, *args])
+    assert rc == 0, err
+    config = json.loads((out / "model_config.json").read_text(encoding="utf-8"))
+    assert config["tie_weights"] is True
+    assert json.loads((out / "train_config.json").read_text(encoding="utf-8"))["lr_schedule"] == "plateau"
+
+
+def test_toml_options_and_flags_override(tmp_path: Path, text_file: Path) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        f'data = "{text_file.as_posix()}"\nhidden-size = 12\nembedding_dim = 6\nbatch-size = 4\nseq-len = 8\n'
+        'max-steps = 6\neval-every = 3\nthreads = 1\ncell = "gru"\nschedule = "constant"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "toml"
+    rc, stdout, err = run_cli(["train", "--config", cfg, "--out", out, "--hidden-size", "10", "--quiet"])
+    assert rc == 0, err
+    model = json.loads((out / "model_config.json").read_text(encoding="utf-8"))
+    train = json.loads((out / "train_config.json").read_text(encoding="utf-8"))
+    assert (model["hidden_size"], model["embedding_dim"], model["cell"]) == (10, 6, "gru")
+    assert (train["max_steps"], train["lr_schedule"]) == (6, "constant")
+    cfg.write_text("hidden_sise = 3\n", encoding="utf-8")
+    line = _one_line_error(*run_cli(["train", "--config", cfg, "--out", tmp_path / "x"])[::2])
+    assert "hidden_sise" in line and "hidden-size" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "dance"], "unknown task 'dance'"),
+        (["train", "--engine", "numpy", "--tie-weights", "--embedding-dim", "16"], "torch"),
+        (["train", "--engine", "numpy", "--schedule", "plateau"], "torch"),
+        (["train", "--device", "tpu"], "device:"),
+        (["train", "--device", "cpu", "--precision", "bf16"], "precision:"),
+        (["train", "--tie-weights"], "tie_weights:"),
+        (["train", "--data", "x.txt", "--test-size", "5"], "test_size:"),
+        (["eval", "no/such/run"], "checkpoint"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, argv: list[str], needle: str) -> None:
+    rc, out, err = run_cli([*argv, *(["--out", tmp_path / "out"] if argv[0] == "train" else [])])
+    assert needle in _one_line_error(rc, err)
+    assert out == ""
+    assert not (tmp_path / "out").exists()

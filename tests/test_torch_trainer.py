@@ -1,0 +1,162 @@
+"""The generic Trainer with a minimal task: the Task interface, schedules, early stopping, keep-best."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from rnnlab.config import TrainConfig  # noqa: E402
+from rnnlab.training.checkpoint import load_checkpoint  # noqa: E402
+from rnnlab.training.trainer import Schedule, Task, Trainer, select_device  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class _LinearConfig:
+    def __init__(self, n_in: int, n_out: int) -> None:
+        self.n_in, self.n_out = n_in, n_out
+
+    def to_dict(self) -> dict:
+        return {"n_in": self.n_in, "n_out": self.n_out}
+
+
+class Blobs(Task):
+    """Classify points of 3 Gaussian blobs: a task without carried state, with accuracy."""
+
+    name = "blobs"
+
+    def __init__(self, scripted_val: list[float] | None = None) -> None:
+        rng = np.random.default_rng(0)
+        centres = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0]])
+        self.y = rng.integers(0, 3, 300)
+        self.x = (centres[self.y] + rng.standard_normal((300, 2))).astype(np.float32)
+        self.model_config = _LinearConfig(2, 3)
+        self.position = 0
+        self.scripted_val = scripted_val  # force a validation-loss sequence
+        self.evals = 0
+
+    def build_model(self, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Linear(2, 3)
+
+    def next_batch(self, step: int):
+        idx = np.arange(self.position, self.position + 20) % 240
+        self.position = int(idx[-1] + 1) % 240
+        idx = self.shard(idx)
+        return torch.from_numpy(self.x[idx]), torch.from_numpy(self.y[idx])
+
+    def loss(self, model, batch, carry):
+        x, y = batch
+        return F.cross_entropy(model(x), y), None
+
+    def eval_sums(self, model, split):
+        x, y = torch.from_numpy(self.x[240:]), torch.from_numpy(self.y[240:])
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, reduction="sum").item()
+        if self.scripted_val is not None:
+            loss = self.scripted_val[min(self.evals, len(self.scripted_val) - 1)] * len(y)
+            self.evals += 1
+        return {"loss_sum": loss, "count": len(y), "correct": (logits.argmax(-1) == y).sum().item()}
+
+    def summarize(self, sums):
+        return {"loss": sums["loss_sum"] / sums["count"], "accuracy": sums["correct"] / sums["count"]}
+
+    def data_state(self):
+        return {"position": self.position}
+
+    def load_data_state(self, state):
+        self.position = state["position"]
+
+    def artifacts(self):
+        return {"labels": {"names": ["east", "west", "north"]}}
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_custom_task_trains_and_reports_its_metrics(tmp_path: Path) -> None:
+    config = TrainConfig(engine="torch", max_steps=60, eval_every=20, lr=0.05, optimizer="sgd", lr_schedule="constant")
+    record = Trainer(Blobs(), config, tmp_path / "run").fit()
+    assert record["val_accuracy"] > 0.8 and record["val_loss"] < 0.6
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.configs["labels"] == {"names": ["east", "west", "north"]}
+    assert ckpt.configs["model_config"] == {"n_in": 2, "n_out": 3}
+    assert ckpt.state is not None and ckpt.state["data"] == {"position": 60 * 20 % 240}
+    assert set(ckpt.weights) == {"weight", "bias"}
+
+
+def test_early_stopping_and_keep_best(tmp_path: Path) -> None:
+    # validation: 1.0, 0.8 (best), 0.9, 0.95 -> with patience 2, stop after the 4th evaluation
+    task = Blobs(scripted_val=[1.0, 0.8, 0.9, 0.95, 0.5])
+    config = TrainConfig(engine="torch", max_steps=100, eval_every=5, patience=2, lr=0.01)
+    record = Trainer(task, config, tmp_path / "run").fit()
+    records = _records(tmp_path / "run")
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    assert record["stopped_early"] is True and record["step"] == 20
+    best = load_checkpoint(tmp_path / "run" / "best")
+    assert best.state == {"task": "blobs", "step": 10, "val_loss": 0.8}
+    assert records[-1]["best_val_loss"] == 0.8
+    # the latest checkpoint is still the last step's (for --resume)
+    assert load_checkpoint(tmp_path / "run").state["step"] == 20
+
+
+def test_plateau_schedule_halves_after_a_stall() -> None:
+    s = Schedule(TrainConfig(max_steps=100, lr=1.0, lr_schedule="plateau", plateau_patience=2, lr_min_ratio=0.2))
+    rates = []
+    for val in [1.0, 0.9, 0.95, 0.97, 0.96, 0.99, 0.98, 0.97, 0.99, 0.99]:
+        s.observe(val)
+        rates.append(s.lr(50, 0.0))
+    assert rates == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2, 0.2]
+
+
+def test_cosine_follows_steps_or_time_after_warmup() -> None:
+    s = Schedule(TrainConfig(max_steps=110, lr=1.0, warmup_steps=10, lr_min_ratio=0.1))
+    assert [s.lr(k, 0.0) for k in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert s.lr(10, 0.0) == 1.0 and s.lr(60, 0.0) == pytest.approx(0.55) and s.lr(110, 0.0) == pytest.approx(0.1)
+    t = Schedule(TrainConfig(max_time=100.0, lr=1.0, lr_min_ratio=0.0))
+    assert t.lr(10**6, 50.0) == pytest.approx(0.5) and t.lr(0, 100.0) == pytest.approx(0.0)
+
+
+def test_nan_loss_stops_without_a_checkpoint(tmp_path: Path) -> None:
+    class Exploding(Blobs):
+        def loss(self, model, batch, carry):
+            loss, _ = super().loss(model, batch, carry)
+            return loss * math.nan, None
+
+    config = TrainConfig(engine="torch", max_steps=10, eval_every=5)
+    with pytest.raises(RuntimeError, match=r"^loss: became nan at step 0 .*nothing was saved"):
+        Trainer(Exploding(), config, tmp_path / "run").fit()
+    assert not (tmp_path / "run").exists()
+
+
+def test_select_device() -> None:
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="^device: "):
+        select_device("abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+def test_trainer_rejects_wrong_arguments(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="^task: "):
+        Trainer(object(), TrainConfig(max_steps=1), tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^config: "):
+        Trainer(Blobs(), {"max_steps": 1}, tmp_path)  # type: ignore[arg-type]
