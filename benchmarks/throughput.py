@@ -473,7 +473,7 @@ def measure(contenders: list[Contender], repeats: int, block_s: float, gap_s: fl
     log(f"warm-up done; {repeats} rounds of {len(contenders)} contenders, ~{block_s:.2f} s each")
     for r in range(repeats):
         for c in contenders:
-            time.sleep(gap_s)  # let the other library's idle worker threads stop spinning
+            time.sleep(gap_s)  # idle OpenBLAS / OpenMP workers spin ~0.1 s before sleeping
             t0 = time.perf_counter()
             for _ in range(c.calls):
                 c.step()
@@ -704,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 15, --quick 3)")
     ap.add_argument("--block", type=float, default=None, help="seconds per timed block (default 0.6, --quick 0.15)")
     ap.add_argument(
-        "--gap", type=float, default=None, help="pause between blocks in seconds (default 0.1, --quick 0.05)"
+        "--gap", type=float, default=None, help="pause between blocks in seconds (default 0.2, --quick 0.05)"
     )
     ap.add_argument(
         "--threads",
@@ -722,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.repeats = args.repeats or (3 if args.quick else 15)
     args.block = args.block or (0.15 if args.quick else 0.6)
-    args.gap = args.gap if args.gap is not None else (0.05 if args.quick else 0.1)
+    args.gap = args.gap if args.gap is not None else (0.05 if args.quick else 0.2)
     if args.repeats < 1 or args.threads < 1 or not 1 <= args.lesson_seqs <= BATCH:
         ap.error("--repeats and --threads must be >= 1, --lesson-seqs in [1, 32]")
 

@@ -170,7 +170,7 @@ class TrainConfig(_Config):
         keep_best: keep the weights with the lowest validation loss in the run's `best/` folder.
         device: 'auto' (cuda, then mps, then cpu), or a torch device string such as 'cuda:1'.
         precision: 'auto' (bf16 autocast on CUDA, float32 elsewhere), 'fp32' or 'bf16' (CUDA only).
-        threads: CPU threads for torch (None: torch's default).
+        threads: CPU threads for torch while training (None: 1 for a small model, else torch's default).
 
     Example:
         >>> TrainConfig(max_time=120).batch_size

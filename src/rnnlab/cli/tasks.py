@@ -24,10 +24,8 @@ Scoring and using a trained run (the hooks `eval_command`, `sample_command` and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +36,22 @@ from .main import add_common_arguments, register_task, train_config_from
 # shared pieces
 
 
-def _model_arguments(p: argparse.ArgumentParser, d: dict[str, Any], *, embedding: bool = True, bidirectional: bool = True) -> None:
+def _model_arguments(
+    p: argparse.ArgumentParser, d: dict[str, Any], *, embedding: bool = True, bidirectional: bool = True
+) -> argparse._ArgumentGroup:
     g = p.add_argument_group("model")
     g.add_argument("--cell", choices=CELLS, help=f"recurrent cell (default: {d['cell']})")
-    g.add_argument("--hidden-size", type=int, help=f"hidden units per layer and direction (default: {d['hidden_size']})")
+    g.add_argument(
+        "--hidden-size", type=int, help=f"hidden units per layer and direction (default: {d['hidden_size']})"
+    )
     g.add_argument("--layers", type=int, help=f"stacked recurrent layers (default: {d['layers']})")
     if embedding:
         g.add_argument("--embedding-dim", type=int, help=f"token embedding size (default: {d['embedding_dim']})")
-    g.add_argument("--dropout", type=float, help=f"dropout on inputs, between layers and before the read-out (default: {d['dropout']})")
+    g.add_argument(
+        "--dropout",
+        type=float,
+        help=f"dropout on inputs, between layers and before the read-out (default: {d['dropout']})",
+    )
     if bidirectional:
         g.add_argument(
             "--bidirectional",
@@ -53,11 +59,19 @@ def _model_arguments(p: argparse.ArgumentParser, d: dict[str, Any], *, embedding
             default=None,
             help=f"read the sequence both ways (default: {'yes' if d['bidirectional'] else 'no'})",
         )
+    return g
 
 
 def _vocab_arguments(g: argparse._ArgumentGroup, d: dict[str, Any]) -> None:
-    g.add_argument("--lower", action=argparse.BooleanOptionalAction, default=None, help=f"lowercase the text (default: {'yes' if d['lower'] else 'no'})")
-    g.add_argument("--min-freq", type=int, help=f"tokens seen fewer times in training become <unk> (default: {d['min_freq']})")
+    g.add_argument(
+        "--lower",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"lowercase the text (default: {'yes' if d['lower'] else 'no'})",
+    )
+    g.add_argument(
+        "--min-freq", type=int, help=f"tokens seen fewer times in training become <unk> (default: {d['min_freq']})"
+    )
     g.add_argument("--max-vocab", type=int, help="keep at most this many tokens, the most frequent (default: all)")
 
 
@@ -85,7 +99,9 @@ def _resumed(cls: Any, args: argparse.Namespace, options: dict[str, Any]) -> tup
     return cls.from_run(ckpt.configs, config, train=True), config
 
 
-def _finish_build(task: Any, config: TrainConfig, args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
+def _finish_build(
+    task: Any, config: TrainConfig, args: argparse.Namespace, options: dict[str, Any]
+) -> tuple[Any, TrainConfig]:
     if not _quiet(args, options):
         from ..training.classify_task import log_line
 
@@ -111,15 +127,15 @@ CLASSIFY_DEFAULTS: dict[str, Any] = {
     "label_column": "0",
     "text_column": "1",
     "cell": "lstm",
-    "hidden_size": 256,
+    "hidden_size": 128,
     "layers": 1,
-    "embedding_dim": 128,
+    "embedding_dim": 64,
     "dropout": 0.3,
     "bidirectional": True,
-    "pooling": "max",
+    "pooling": "last",
     "batch_size": 64,
     "optimizer": "adamw",
-    "lr": 2e-3,
+    "lr": 5e-3,
     "lr_schedule": "cosine",
     "lr_min_ratio": 0.05,
     "warmup_steps": 50,
@@ -127,7 +143,6 @@ CLASSIFY_DEFAULTS: dict[str, Any] = {
     "clip_mode": "norm",
     "grad_clip": 1.0,
     "eval_every": 200,
-    "eval_batch_size": 256,
     "val_fraction": 0.1,
     "seed": 1337,
 }
@@ -136,15 +151,22 @@ CLASSIFY_DEFAULTS: dict[str, Any] = {
 def _add_classify_arguments(p: argparse.ArgumentParser) -> None:
     d = CLASSIFY_DEFAULTS
     g = p.add_argument_group("classification data")
-    g.add_argument("--val", metavar="FILE", help="validation file, same format as --data (default: hold out --val-fraction of --data)")
+    g.add_argument(
+        "--val",
+        metavar="FILE",
+        help="validation file, same format as --data (default: hold out --val-fraction of --data)",
+    )
     g.add_argument("--test", metavar="FILE", help="test file, scored once at the end of the run (default: none)")
-    g.add_argument("--label-column", help=f"the label's column: 0-based index or header name (default: {d['label_column']})")
-    g.add_argument("--text-column", help=f"the text's column: 0-based index or header name (default: {d['text_column']})")
+    g.add_argument(
+        "--label-column", help=f"the label's column: 0-based index or header name (default: {d['label_column']})"
+    )
+    g.add_argument(
+        "--text-column", help=f"the text's column: 0-based index or header name (default: {d['text_column']})"
+    )
     g.add_argument("--level", choices=["word", "char"], help=f"tokens: words or characters (default: {d['level']})")
     _vocab_arguments(g, d)
     g.add_argument("--max-len", type=int, help=f"read at most this many tokens of a text (default: {d['max_len']})")
-    _model_arguments(p, d)
-    p.add_argument_group("model").add_argument(
+    _model_arguments(p, d).add_argument(
         "--pooling",
         choices=["last", "max", "mean"],
         help=f"the text's vector: final state(s), or max / mean of the outputs over its tokens (default: {d['pooling']})",
@@ -215,7 +237,7 @@ TAG_DEFAULTS: dict[str, Any] = {
     "dropout": 0.3,
     "batch_size": 32,
     "optimizer": "adamw",
-    "lr": 3e-3,
+    "lr": 6e-3,
     "lr_schedule": "cosine",
     "lr_min_ratio": 0.05,
     "warmup_steps": 50,
@@ -223,7 +245,6 @@ TAG_DEFAULTS: dict[str, Any] = {
     "clip_mode": "norm",
     "grad_clip": 1.0,
     "eval_every": 200,
-    "eval_batch_size": 256,
     "val_fraction": 0.1,
     "seed": 1337,
 }
@@ -234,14 +255,27 @@ def _add_tag_arguments(p: argparse.ArgumentParser) -> None:
 
     d = TAG_DEFAULTS
     g = p.add_argument_group("tagging data (CoNLL-U)")
-    g.add_argument("--val", metavar="FILE", help="validation CoNLL-U file, e.g. the treebank's dev file (default: hold out --val-fraction of the training sentences)")
+    g.add_argument(
+        "--val",
+        metavar="FILE",
+        help="validation CoNLL-U file, e.g. the treebank's dev file (default: hold out --val-fraction of the training sentences)",
+    )
     g.add_argument("--test", metavar="FILE", help="test CoNLL-U file, scored once at the end (default: none)")
     g.add_argument("--column", choices=TAG_COLUMNS, help=f"the tag column (default: {d['column']})")
     _vocab_arguments(g, d)
-    g.add_argument("--word-dropout", type=float, help=f"chance a training word is replaced by <unk>, so unseen words have a trained vector (default: {d['word_dropout']})")
+    g.add_argument(
+        "--word-dropout",
+        type=float,
+        help=f"chance a training word is replaced by <unk>, so unseen words have a trained vector (default: {d['word_dropout']})",
+    )
     _model_arguments(p, d, bidirectional=False)
     g = p.add_argument_group("character encoder")
-    g.add_argument("--chars", action=argparse.BooleanOptionalAction, default=None, help="read each word's characters with a BiGRU (default: yes)")
+    g.add_argument(
+        "--chars",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read each word's characters with a BiGRU (default: yes)",
+    )
     g.add_argument("--char-dim", type=int, help=f"character embedding size (default: {d['char_dim']})")
     g.add_argument("--char-hidden", type=int, help=f"character BiGRU units per direction (default: {d['char_hidden']})")
     g.add_argument("--max-word-len", type=int, help=f"characters read per word (default: {d['max_word_len']})")
@@ -315,8 +349,7 @@ FORECAST_DEFAULTS: dict[str, Any] = {
     "clip_mode": "norm",
     "grad_clip": 1.0,
     "eval_every": 100,
-    "eval_batch_size": 512,
-    "val_fraction": 0.15,
+    "val_fraction": 0.1,
     "seed": 1337,
 }
 
@@ -324,12 +357,20 @@ FORECAST_DEFAULTS: dict[str, Any] = {
 def _add_forecast_arguments(p: argparse.ArgumentParser) -> None:
     d = FORECAST_DEFAULTS
     g = p.add_argument_group("time series")
-    g.add_argument("--column", help=f"the series' column in --data: 0-based index (negative from the end) or header name (default: {d['column']}, the last)")
-    g.add_argument("--input-len", type=int, help=f"values the model reads before forecasting (default: {d['input_len']})")
+    g.add_argument(
+        "--column",
+        help=f"the series' column in --data: 0-based index (negative from the end) or header name (default: {d['column']}, the last)",
+    )
+    g.add_argument(
+        "--input-len", type=int, help=f"values the model reads before forecasting (default: {d['input_len']})"
+    )
     g.add_argument("--horizon", type=int, help=f"values forecast at once, 1 for next-step (default: {d['horizon']})")
-    g.add_argument("--test-fraction", type=float, help="last share of the series held out as a test split, scored at the end (default: 0, none)")
-    _model_arguments(p, d, embedding=False, bidirectional=False)
-    p.add_argument_group("model").add_argument(
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        help="last share of the series held out as a test split, scored at the end (default: 0, none)",
+    )
+    _model_arguments(p, d, embedding=False, bidirectional=False).add_argument(
         "--residual",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -407,7 +448,6 @@ SEQ2SEQ_DEFAULTS: dict[str, Any] = {
     "clip_mode": "norm",
     "grad_clip": 1.0,
     "eval_every": 250,
-    "eval_batch_size": 256,
     "val_fraction": 0.1,
     "seed": 1337,
 }
@@ -415,20 +455,32 @@ SEQ2SEQ_DEFAULTS: dict[str, Any] = {
 
 def _add_seq2seq_arguments(p: argparse.ArgumentParser) -> None:
     d = SEQ2SEQ_DEFAULTS
-    g = p.add_argument_group("sequence-to-sequence data (--data reverse, --data sort, or a TSV file of source<TAB>target lines)")
-    g.add_argument("--val", metavar="FILE", help="validation pairs (default: for reverse/sort fresh pairs from another seed, for a file a held-out --val-fraction)")
+    g = p.add_argument_group(
+        "sequence-to-sequence data (--data reverse, --data sort, or a TSV file of source<TAB>target lines)"
+    )
+    g.add_argument(
+        "--val",
+        metavar="FILE",
+        help="validation pairs (default: for reverse/sort fresh pairs from another seed, for a file a held-out --val-fraction)",
+    )
     g.add_argument("--test", metavar="FILE", help="test pairs, scored once at the end (default: none)")
     g.add_argument("--level", choices=["char", "word"], help=f"tokens of both sides (default: {d['level']})")
     _vocab_arguments(g, d)
-    g.add_argument("--shared-vocab", action=argparse.BooleanOptionalAction, default=None, help="one vocabulary for source and target (default: only for reverse/sort)")
+    g.add_argument(
+        "--shared-vocab",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one vocabulary for source and target (default: only for reverse/sort)",
+    )
     g = p.add_argument_group("synthetic tasks (--data reverse, --data sort)")
     g.add_argument("--num-train", type=int, help=f"training pairs (default: {d['num_train']})")
     g.add_argument("--num-val", type=int, help=f"validation pairs (default: {d['num_val']})")
     g.add_argument("--min-length", type=int, help=f"shortest source (default: {d['min_length']})")
     g.add_argument("--max-length", type=int, help=f"longest source (default: {d['max_length']})")
-    g.add_argument("--alphabet", help=f"the characters: digits, letters, or the characters themselves (default: {d['alphabet']})")
-    _model_arguments(p, d)
-    p.add_argument_group("model").add_argument(
+    g.add_argument(
+        "--alphabet", help=f"the characters: digits, letters, or the characters themselves (default: {d['alphabet']})"
+    )
+    _model_arguments(p, d).add_argument(
         "--attention",
         choices=["general", "dot"],
         help=f"Luong attention score: general (h_t W h_s) or dot (h_t h_s) (default: {d['attention']})",
@@ -585,7 +637,10 @@ def eval_command(args: argparse.Namespace) -> int | None:
     if name is None:
         return None
     task, model = load_task_run(
-        args.run, device=getattr(args, "device", "cpu"), load_data=not args.data, eval_batch_size=getattr(args, "batch_size", None)
+        args.run,
+        device=getattr(args, "device", "cpu"),
+        load_data=not args.data,
+        eval_batch_size=getattr(args, "batch_size", None),
     )
     if args.data:
         split = "file"
@@ -598,7 +653,14 @@ def eval_command(args: argparse.Namespace) -> int | None:
     with torch.no_grad():
         sums = task.eval_sums(model, split)
     metrics = task.summarize(sums)
-    out = {"run": str(args.run), "task": name, "data": source, "split": split, "examples": len(task.splits[split].lengths), **metrics}
+    out = {
+        "run": str(args.run),
+        "task": name,
+        "data": source,
+        "split": split,
+        "examples": len(task.splits[split].lengths),
+        **metrics,
+    }
     print(json.dumps(out))
     return 0
 
@@ -610,13 +672,40 @@ def eval_command(args: argparse.Namespace) -> int | None:
 def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `rnnlab sample` for runs of these tasks (added to the language model's)."""
     g = p.add_argument_group("classify, tag, forecast and seq2seq runs")
-    g.add_argument("--input", dest="task_input", metavar="TEXT", help="what to predict for: a text (classify), a sentence (tag), a source (seq2seq), or values (forecast)")
+    g.add_argument(
+        "--input",
+        dest="task_input",
+        metavar="TEXT",
+        help="what to predict for: a text (classify), a sentence (tag), a source (seq2seq), or values (forecast)",
+    )
     g.add_argument("--input-file", metavar="FILE", help="one input per line (classify, tag, seq2seq)")
-    g.add_argument("--beam-size", type=int, default=1, help="seq2seq: beam search with this many beams (default: 1, greedy)")
-    g.add_argument("--length-penalty", type=float, default=1.0, help="seq2seq beam search: rank outputs by log p / length**ALPHA (default: 1.0; 0 ranks by probability)")
-    g.add_argument("--n-best", type=int, default=1, help="seq2seq: print this many outputs per input, with their log-probabilities (default: 1)")
-    g.add_argument("--horizon", type=int, default=None, help="forecast: values to forecast (default: the run's --horizon; more are forecast recursively)")
-    g.add_argument("--data", dest="series", metavar="FILE", help="forecast: the series to continue, the run's column of FILE (default: the run's training data)")
+    g.add_argument(
+        "--beam-size", type=int, default=1, help="seq2seq: beam search with this many beams (default: 1, greedy)"
+    )
+    g.add_argument(
+        "--length-penalty",
+        type=float,
+        default=1.0,
+        help="seq2seq beam search: rank outputs by log p / length**ALPHA (default: 1.0; 0 ranks by probability)",
+    )
+    g.add_argument(
+        "--n-best",
+        type=int,
+        default=1,
+        help="seq2seq: print this many outputs per input, with their log-probabilities (default: 1)",
+    )
+    g.add_argument(
+        "--horizon",
+        type=int,
+        default=None,
+        help="forecast: values to forecast (default: the run's --horizon; more are forecast recursively)",
+    )
+    g.add_argument(
+        "--data",
+        dest="series",
+        metavar="FILE",
+        help="forecast: the series to continue, the run's column of FILE (default: the run's training data)",
+    )
 
 
 def _inputs(args: argparse.Namespace, task: str, what: str) -> list[str]:
@@ -633,7 +722,9 @@ def _inputs(args: argparse.Namespace, task: str, what: str) -> list[str]:
             raise DataError(f"data: no inputs in {path} (expected one {what} per line)")
         return items
     if text is None or not text.strip():
-        raise ValueError(f"sample: a {task} run needs --input {what.upper().replace(' ', '_')} or --input-file FILE (one {what} per line)")
+        raise ValueError(
+            f"sample: a {task} run needs --input {what.upper().replace(' ', '_')} or --input-file FILE (one {what} per line)"
+        )
     return [text.strip()]
 
 
@@ -684,7 +775,10 @@ def _sample_forecast(task: Any, model: Any, args: argparse.Namespace) -> None:
     for v in task.forecast(model, history, steps):
         print(f"{v:.6g}")
     if steps > task.options.horizon:
-        print(f"note: forecast {steps} values recursively from a model trained for {task.options.horizon} at once ({source})", file=sys.stderr)
+        print(
+            f"note: forecast {steps} values recursively from a model trained for {task.options.horizon} at once ({source})",
+            file=sys.stderr,
+        )
 
 
 def _sample_seq2seq(task: Any, model: Any, args: argparse.Namespace) -> None:
@@ -711,67 +805,3 @@ def _sample_seq2seq(task: Any, model: Any, args: argparse.Namespace) -> None:
         else:
             for rank, (text, logp) in enumerate(hyps, start=1):
                 print(f"{rank}\t{logp:.4f}\t{text}")
-
-
-# ---------------------------------------------------------------------------------------------
-# the hook into `rnnlab eval` / `rnnlab sample`
-
-
-def _main_dispatches(main_module: Any) -> bool:
-    """Whether `rnnlab.cli.main` already routes task runs here (it calls `eval_command`)."""
-    import inspect
-
-    try:
-        return "eval_command" in inspect.getsource(main_module.cmd_eval)
-    except (OSError, TypeError):
-        return False
-
-
-def install_cli_hooks(set_attribute: Callable[[Any, str, Any], None] = setattr) -> bool:
-    """Route `rnnlab eval` / `rnnlab sample` of these tasks' runs here, if `rnnlab.cli.main` does not yet.
-
-    `main.py` owns those commands; the lasting hook is three calls there (`add_sample_arguments(p)`
-    in `_add_sample`, and `sample_command(args)` / `eval_command(args)` first in `cmd_sample` /
-    `cmd_eval`, falling through when they return None). Until then this wraps the three
-    functions of the module (tests pass `monkeypatch.setattr` so the wrapping is undone).
-
-    Returns:
-        True if it wrapped them, False if main already dispatches.
-    """
-    from . import main as main_module
-
-    if _main_dispatches(main_module) or getattr(main_module.cmd_eval, "_task_hook", False):
-        return False
-    add_sample, cmd_sample, cmd_eval = main_module._add_sample, main_module.cmd_sample, main_module.cmd_eval
-
-    def _add_sample_with_tasks(sub: argparse._SubParsersAction) -> None:
-        add_sample(sub)
-        add_sample_arguments(sub.choices["sample"])
-
-    def cmd_sample_with_tasks(args: argparse.Namespace) -> int:
-        rc = sample_command(args)
-        return cmd_sample(args) if rc is None else rc
-
-    def cmd_eval_with_tasks(args: argparse.Namespace) -> int:
-        rc = eval_command(args)
-        return cmd_eval(args) if rc is None else rc
-
-    cmd_eval_with_tasks._task_hook = True  # type: ignore[attr-defined]
-    set_attribute(main_module, "_add_sample", _add_sample_with_tasks)
-    set_attribute(main_module, "cmd_sample", cmd_sample_with_tasks)
-    set_attribute(main_module, "cmd_eval", cmd_eval_with_tasks)
-    return True
-
-
-@contextlib.contextmanager
-def cli_hooks() -> Iterator[None]:
-    """`install_cli_hooks` for the duration of a `with` block (restored afterwards)."""
-    from . import main as main_module
-
-    saved = {k: getattr(main_module, k) for k in ("_add_sample", "cmd_sample", "cmd_eval")}
-    install_cli_hooks()
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(main_module, k, v)

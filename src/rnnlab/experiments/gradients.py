@@ -451,7 +451,7 @@ def gradient_vs_length(out_dir: Path, *, seed: int = 0, quick: bool = False, dat
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for c, (_, label) in CELLS.items():
-        (line,) = ax.semilogy(lengths, means[c], "o-", lw=2, label=f"{label} (mean of {trials})")
+        (line,) = ax.semilogy(lengths, means[c], "o-", lw=2, label=f"{label}: mean of {trials} (dots: each net)")
         for trial in range(trials):
             ax.semilogy(lengths, norms[c][:, trial], ".", color=line.get_color(), alpha=0.35)
     ax.set_xlabel("sequence length T")
@@ -474,8 +474,18 @@ def gradient_vs_length(out_dir: Path, *, seed: int = 0, quick: bool = False, dat
             f"- {label}: {means[c][0]:.3g} at T = {first}, {means[c][-1]:.3g} at T = {last}: a factor "
             f"{means[c][-1] / means[c][0]:.3g}, i.e. {per_step[c]:.3f} per extra step."
         )
-    slowest = max(CELLS, key=lambda c: per_step[c])
-    lines.append(f"The slowest decay at this initialisation is the {CELLS[slowest][1]}'s.")
+    ranked = sorted(CELLS, key=lambda c: per_step[c], reverse=True)  # slowest decay first
+    a, b, c = ranked
+    if per_step[a] - per_step[b] < 0.01 * per_step[a]:  # within 1%: no honest winner
+        lines.append(
+            f"The {CELLS[a][1]} and the {CELLS[b][1]} decay at almost the same rate ({per_step[a]:.3f} and "
+            f"{per_step[b]:.3f} per step), the {CELLS[c][1]} faster ({per_step[c]:.3f})."
+        )
+    else:
+        lines.append(
+            f"Slowest decay at this initialisation: the {CELLS[a][1]} ({per_step[a]:.3f} per step); fastest: "
+            f"the {CELLS[c][1]} ({per_step[c]:.3f})."
+        )
     if torch is None:
         lines.append("torch is not installed, so the comparison with torch.nn was skipped.")
     else:
@@ -491,6 +501,7 @@ def gradient_vs_length(out_dir: Path, *, seed: int = 0, quick: bool = False, dat
         "trials": trials,
         "lengths": list(lengths),
         "mean_norm": {c: [sig(v) for v in means[c]] for c in CELLS},
+        "geomean_norm": {c: [sig(v) for v in geometric_mean(norms[c], axis=1)] for c in CELLS},
         "factor_per_step": {c: sig(per_step[c]) for c in CELLS},
         "torch_compared": torch is not None,
         "engine_max_rel_diff": sig(max(rel_diffs), 3) if rel_diffs else None,

@@ -472,11 +472,19 @@ def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | N
         "value": f"value clipping at ±{thresholds['value']:g}",
         "norm": f"global-norm clipping at {thresholds['norm']:g}",
     }
+    # The diverging run would squash the others into a flat line: cap the loss axis (and the values
+    # drawn, which near 1e308 overflow matplotlib's log transform) and say in words what left it.
+    clipped_max = max(
+        float(np.nanmax(np.where(np.isfinite(logs[m]["loss"]), logs[m]["loss"], np.nan))) for m in ("value", "norm")
+    )
+    top = 100.0 * clipped_max
+    lowest = min(float(np.nanmin(np.where(np.isfinite(logs[m]["loss"]), logs[m]["loss"], np.nan))) for m in CLIP_MODES)
     for mode in CLIP_MODES:
         lg = logs[mode]
         k = np.arange(len(lg["loss"]))
         finite = np.isfinite(lg["loss"])
-        ax_l.semilogy(k[finite], lg["loss"][finite], color=colors[mode], lw=1.2, label=labels[mode])
+        shown = np.minimum(lg["loss"][finite], 10 * top)  # off the top of the axis either way
+        ax_l.semilogy(k[finite], shown, color=colors[mode], lw=1.2, label=labels[mode])
         fin_n = np.isfinite(lg["norm_pre"])
         ax_g.semilogy(
             k[fin_n], lg["norm_pre"][fin_n], color=colors[mode], lw=1.2, label=f"{labels[mode]}: before clipping"
@@ -492,12 +500,6 @@ def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | N
             ax.axvline(s, color="tab:red", ls="--", lw=1)
         if nf is not None:
             ax.axvline(nf, color="black", ls="-.", lw=1)
-    # The diverging run would squash the others into a flat line: cap the loss axis and say what left it.
-    clipped_max = max(
-        float(np.nanmax(np.where(np.isfinite(logs[m]["loss"]), logs[m]["loss"], np.nan))) for m in ("value", "norm")
-    )
-    top = 100.0 * clipped_max
-    lowest = min(float(np.nanmin(np.where(np.isfinite(logs[m]["loss"]), logs[m]["loss"], np.nan))) for m in CLIP_MODES)
     ax_l.set_ylim(0.5 * lowest, top)
     none_loss = logs["none"]["loss"]
     off = np.flatnonzero(~np.isfinite(none_loss) | (none_loss > top))
@@ -527,9 +529,9 @@ def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | N
     ax_g.set_xlabel("SGD step")
     ax_g.set_ylabel("global gradient norm")
     ax_g.set_title("Gradient norm before (solid) and after (dotted) clipping")
-    for ax in (ax_l, ax_g):
+    for ax, where in ((ax_l, "upper right"), (ax_g, "center right")):  # where the curves leave room
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc=where)
     fig.suptitle(f"Same tanh RNN, same data, SGD lr {lr:g} momentum {momentum:g}: adding problem T = {length}, H = {H}")
     fig.tight_layout()
     fig.savefig(out_dir / "clipping.png", dpi=110)

@@ -11,8 +11,9 @@ A decoder is given to these functions as two callables, so a hand-made toy decod
 Beam search is batched: the B inputs' K beams are the B·K rows of one `step` call. At each step
 every alive beam is extended by every token; for each input the 2K best extensions (by summed
 log-probability) are examined in order: one ending in `<eos>` within the K best becomes a finished
-hypothesis, the best K others fill the beams of the next step. An input is done once it holds K finished hypotheses
-(or at `max_len`, when its alive beams are finished as they are). Hypotheses are ranked by the
+hypothesis, the best K others fill the beams of the next step. An input is done once it holds K
+finished hypotheses none of its alive beams beats, or at `max_len` (its alive beams are then cut
+there and ranked with the finished ones, `finished=False`). Hypotheses are ranked by the
 length-normalised score `log p(y) / |y|^alpha` (|y| counts `<eos>`): alpha 0 ranks by raw
 probability, which favours short outputs; alpha 1 by mean log-probability per token.
 
@@ -208,7 +209,8 @@ def beam_search(
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0
     seqs: list[list[list[int]]] = [[[] for _ in range(K)] for _ in range(B)]
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]  # ended with <eos>
+    cut: list[list[Hypothesis]] = [[] for _ in range(B)]  # still going at max_len
     done = [False] * B
 
     for t in range(max(limits)):
@@ -227,29 +229,36 @@ def beam_search(
                 continue
             last_step = t + 1 >= limits[b]
             k = 0
+            best_alive = float("-inf")
             for rank, (s, flat) in enumerate(zip(top_scores_l[b], top_idx_l[b], strict=True)):
                 if s == float("-inf"):
                     break
                 beam, tok = divmod(flat, V)
                 seq = [*seqs[b][beam], tok]
                 if tok == eos_id:
-                    # only an <eos> among the K best extensions ends a hypothesis; a worse one
-                    # would end the search early with an output below the beams still alive
-                    if rank < K and len(finished[b]) < K:
+                    # only an <eos> among the K best extensions ends a hypothesis (a worse one is
+                    # beaten by K beams still alive, so it could only crowd out better endings)
+                    if rank < K:
                         finished[b].append(Hypothesis(seq, s, length_normalized(s, len(seq), alpha), True))
                     continue
                 if k < K:
                     if last_step:  # cut here: an unfinished hypothesis
-                        finished[b].append(Hypothesis(seq, s, length_normalized(s, len(seq), alpha), False))
+                        cut[b].append(Hypothesis(seq, s, length_normalized(s, len(seq), alpha), False))
                     else:
                         new_seqs[b][k] = seq
                         next_scores[b, k] = s
                         next_rows[b * K + k] = b * K + beam
                         next_tokens[b * K + k] = tok
+                        best_alive = max(best_alive, s)
                     k += 1
-                if k >= K and len(finished[b]) >= K:
+                if k >= K:
                     break
-            if last_step or len(finished[b]) >= K or k == 0:
+            finished[b] = sorted(finished[b], key=lambda h: h.score, reverse=True)[:K]
+            # done when K outputs are finished and no alive beam scores better than the worst of
+            # them now: log-probabilities only fall as beams grow (exact for alpha 0; with
+            # alpha > 0 a heuristic, as in other beam searches)
+            enough = len(finished[b]) >= K and finished[b][-1].score >= length_normalized(best_alive, t + 1, alpha)
+            if last_step or k == 0 or enough:
                 done[b] = True
         if all(done):
             break
@@ -259,8 +268,5 @@ def beam_search(
         state = reorder(state, index)
         tokens = torch.tensor(next_tokens, dtype=torch.long, device=device)
 
-    results = []
-    for b in range(B):
-        hyps = sorted(finished[b], key=lambda h: h.score, reverse=True)
-        results.append(hyps[:n_best])
-    return results
+    # beams cut at max_len compete with the finished ones on the same score
+    return [sorted(finished[b] + cut[b], key=lambda h: h.score, reverse=True)[:n_best] for b in range(B)]

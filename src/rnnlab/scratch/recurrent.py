@@ -318,6 +318,18 @@ def direction_backward(mode, dout, dfinal, cache, W_ih, W_hh, has_bias):
 # ---------------------------------------------------------------------------------------------
 
 
+def _feature_major(x: np.ndarray) -> np.ndarray:
+    """(T, B, F) -> contiguous (T, F, B).
+
+    A batch-first array seen time-major is first made contiguous as (T, B, F): that copy moves whole
+    rows, and the swap of the last two axes after it stays in cache. The one-step permutation
+    (B, T, F) -> (T, F, B) walks memory with a stride of T·F and is about 4x slower.
+    """
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    return np.ascontiguousarray(x.transpose(0, 2, 1))
+
+
 def _as_float_array(name: str, value: object, dtype: np.dtype) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiub":
@@ -456,7 +468,7 @@ class RNNBase(Module):
             )
         states = self._split_state(hx, None if unbatched else B)
 
-        layer_input = np.ascontiguousarray(x.transpose(0, 2, 1))  # (T, I, B) feature-major
+        layer_input = _feature_major(x)  # (T, I, B)
         caches, masks, finals = [], [], []
         for layer in range(self.num_layers):
             outs = []
@@ -540,7 +552,7 @@ class RNNBase(Module):
         dfin = [None if v is None else (v[:, None, :] if v.ndim == 2 else v) for v in dfin]
 
         dinit = [np.zeros((L * D, B, H), dtype=self.dtype) for _ in range(n_state)]
-        g = np.ascontiguousarray(g.transpose(0, 2, 1))  # (T, D·H, B) feature-major
+        g = _feature_major(g)  # (T, D·H, B)
         for layer in range(L - 1, -1, -1):
             mask = cache["masks"][layer]
             if mask is not None:

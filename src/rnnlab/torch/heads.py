@@ -66,14 +66,14 @@ class ClassifierConfig(_Config):
 
     Example:
         >>> ClassifierConfig(vocab_size=100, num_classes=2).representation_size
-        512
+        256
     """
 
     vocab_size: int
     num_classes: int
     cell: str = "lstm"
-    embedding_dim: int = 128
-    hidden_size: int = 256
+    embedding_dim: int = 64
+    hidden_size: int = 128
     num_layers: int = 1
     bidirectional: bool = True
     dropout: float = 0.3
@@ -233,7 +233,9 @@ class Seq2SeqConfig(_Config):
         for name in ("pad_id", "bos_id", "eos_id"):
             _nonneg_int(name, getattr(self, name))
             if getattr(self, name) >= self.tgt_vocab_size:
-                raise ValueError(f"{name}: expected an id below tgt_vocab_size={self.tgt_vocab_size}, got {getattr(self, name)}")
+                raise ValueError(
+                    f"{name}: expected an id below tgt_vocab_size={self.tgt_vocab_size}, got {getattr(self, name)}"
+                )
 
     @property
     def decoder_hidden(self) -> int:
@@ -285,9 +287,7 @@ class PackedRNN(nn.Module):
         self.cell, self.num_layers, self.hidden_size = cell, num_layers, hidden_size
         self.directions = 2 if bidirectional else 1
 
-    def forward(
-        self, x: torch.Tensor, lengths: torch.Tensor, state: State | None = None
-    ) -> tuple[torch.Tensor, State]:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         lens = _lengths_cpu(lengths)
         if lens.numel() and int(lens.min()) < 1:
             raise ValueError(f"lengths: expected every sequence to hold at least 1 step, got {int(lens.min())}")
@@ -330,7 +330,9 @@ class SequenceClassifier(nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=c.pad_id if c.pad_id < c.vocab_size else None)
+        self.embedding = nn.Embedding(
+            c.vocab_size, c.embedding_dim, padding_idx=c.pad_id if c.pad_id < c.vocab_size else None
+        )
         self.body = PackedRNN(c.cell, c.embedding_dim, c.hidden_size, c.num_layers, c.dropout, c.bidirectional)
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.representation_size, c.num_classes)
@@ -406,8 +408,12 @@ class Tagger(nn.Module):
     def __init__(self, config: TaggerConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=c.pad_id if c.pad_id < c.vocab_size else None)
-        self.chars = CharEncoder(c.char_vocab_size, c.char_dim, c.char_hidden, c.char_pad_id) if c.char_vocab_size else None
+        self.embedding = nn.Embedding(
+            c.vocab_size, c.embedding_dim, padding_idx=c.pad_id if c.pad_id < c.vocab_size else None
+        )
+        self.chars = (
+            CharEncoder(c.char_vocab_size, c.char_dim, c.char_hidden, c.char_pad_id) if c.char_vocab_size else None
+        )
         self.body = PackedRNN(c.cell, c.input_size, c.hidden_size, c.num_layers, c.dropout, c.bidirectional)
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_size * (2 if c.bidirectional else 1), c.num_tags)
@@ -506,7 +512,9 @@ class Seq2Seq(nn.Module):
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.src_embedding = nn.Embedding(c.src_vocab_size, c.embedding_dim, padding_idx=c.pad_id if c.pad_id < c.src_vocab_size else None)
+        self.src_embedding = nn.Embedding(
+            c.src_vocab_size, c.embedding_dim, padding_idx=c.pad_id if c.pad_id < c.src_vocab_size else None
+        )
         self.tgt_embedding = nn.Embedding(c.tgt_vocab_size, c.embedding_dim, padding_idx=c.pad_id)
         self.encoder = PackedRNN(c.cell, c.embedding_dim, c.hidden_size, c.num_layers, c.dropout, c.bidirectional)
         Hd = c.decoder_hidden
@@ -588,7 +596,9 @@ class Seq2SeqStepper:
         memory, dec_state = model.encode(src, src_lengths)
         self.state: tuple[State, EncoderMemory] = (dec_state, memory)
 
-    def step(self, tokens: torch.Tensor, state: tuple[State, EncoderMemory]) -> tuple[torch.Tensor, tuple[State, EncoderMemory]]:
+    def step(
+        self, tokens: torch.Tensor, state: tuple[State, EncoderMemory]
+    ) -> tuple[torch.Tensor, tuple[State, EncoderMemory]]:
         dec_state, memory = state
         logits, dec_state, _ = self.model.decode(tokens.view(-1, 1), dec_state, memory)
         return logits[:, 0].float(), (dec_state, memory)

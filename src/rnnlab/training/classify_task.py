@@ -93,6 +93,7 @@ class ExampleTask(Task):
 
     config: TrainConfig
     splits: dict[str, Any]
+    sum_keys: tuple[str, ...] = ("loss_sum", "count")  # what `batch_sums` returns
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -150,11 +151,12 @@ class ExampleTask(Task):
             yield order[i : i + B]
 
     def eval_sums(self, model: nn.Module, split: str) -> dict[str, float]:
-        totals: dict[str, float] = {}
+        # every key present even on a rank with no examples: the trainer sums the same keys on every rank
+        totals = dict.fromkeys(self.sum_keys, 0.0)
         for idx in self.eval_batches(split):
             for k, v in self.batch_sums(model, self.make_batch(split, idx)).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
-        return totals or {"loss_sum": 0.0, "count": 0.0}
+        return totals
 
     def final_splits(self) -> tuple[str, ...]:
         return ("test",) if "test" in self.splits else ()
@@ -256,9 +258,7 @@ def encode_texts(texts: Sequence[str], vocab: WordVocab, max_len: int) -> list[n
     return out
 
 
-def load_text_set(
-    path: str, options: ClassifyOptions, vocab: WordVocab, labels: LabelVocab
-) -> TextSet:
+def load_text_set(path: str, options: ClassifyOptions, vocab: WordVocab, labels: LabelVocab) -> TextSet:
     """A labelled file encoded with a trained run's vocabularies; an unknown label names its line."""
     texts, labs = load_classification(
         path, label_column=options.label_column, text_column=options.text_column, label_vocab=labels
@@ -285,6 +285,7 @@ class ClassifyTask(ExampleTask):
     """
 
     name = "classify"
+    sum_keys = ("loss_sum", "count", "correct")
 
     def __init__(
         self,
@@ -352,16 +353,24 @@ class ClassifyTask(ExampleTask):
             vocab = build_text_vocab(train_texts, config.level, options)
         splits: dict[str, TextSet] = {}
         if train:
-            splits["train"] = TextSet(encode_texts(train_texts, vocab, options.max_len), labels.encode(train_labs), train_texts, path)
-        splits["val"] = TextSet(encode_texts(val_texts, vocab, options.max_len), labels.encode(val_labs), val_texts, val_source)
+            splits["train"] = TextSet(
+                encode_texts(train_texts, vocab, options.max_len), labels.encode(train_labs), train_texts, path
+            )
+        splits["val"] = TextSet(
+            encode_texts(val_texts, vocab, options.max_len), labels.encode(val_labs), val_texts, val_source
+        )
         if options.test is not None:
             splits["test"] = load_text_set(data_path(options.test, "--test"), options, vocab, labels)
         if model_config is None:
-            model_config = ClassifierConfig(vocab_size=len(vocab), num_classes=len(labels), pad_id=vocab.pad_id or 0, **model_options)
+            model_config = ClassifierConfig(
+                vocab_size=len(vocab), num_classes=len(labels), pad_id=vocab.pad_id or 0, **model_options
+            )
         return cls(splits, vocab, labels, model_config, config, options)
 
     @classmethod
-    def from_run(cls, configs: Mapping[str, Any], config: TrainConfig, *, train: bool = True, load_data: bool = True) -> ClassifyTask:
+    def from_run(
+        cls, configs: Mapping[str, Any], config: TrainConfig, *, train: bool = True, load_data: bool = True
+    ) -> ClassifyTask:
         """Rebuild a trained run's task from its saved JSON (`checkpoint.configs`).
 
         Args:
@@ -397,7 +406,9 @@ class ClassifyTask(ExampleTask):
         torch.manual_seed(seed)
         return SequenceClassifier(self.model_config)
 
-    def make_batch(self, split: str, idx: np.ndarray, step: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def make_batch(
+        self, split: str, idx: np.ndarray, step: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ds: TextSet = self.splits[split]
         ids, lengths = pad_batch([ds.ids[i] for i in idx], self.vocab.pad_id or 0)
         dev = self.device
@@ -442,7 +453,9 @@ class ClassifyTask(ExampleTask):
         for start in range(0, len(ids), self.config.eval_batch_size):
             chunk = ids[start : start + self.config.eval_batch_size]
             x, lengths = pad_batch(chunk, self.vocab.pad_id or 0)
-            probs = torch.softmax(model(torch.from_numpy(x).to(self.device), torch.from_numpy(lengths)).float(), -1).cpu()
+            probs = torch.softmax(
+                model(torch.from_numpy(x).to(self.device), torch.from_numpy(lengths)).float(), -1
+            ).cpu()
             for row in probs.tolist():
                 k = int(np.argmax(row))
                 out.append((self.labels.itos[k], row[k], row))

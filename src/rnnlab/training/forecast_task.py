@@ -75,7 +75,11 @@ class ForecastOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, (int, float)) or not 0 <= self.test_fraction < 0.5:
+        if (
+            isinstance(self.test_fraction, bool)
+            or not isinstance(self.test_fraction, (int, float))
+            or not 0 <= self.test_fraction < 0.5
+        ):
             raise ValueError(f"test_fraction: expected a number in [0, 0.5), got {self.test_fraction!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +119,7 @@ def windows_of(part: np.ndarray, norm: Normalizer, options: ForecastOptions, sou
             f"use a longer series, a larger fraction, or smaller windows"
         )
     x, y = make_windows(norm(part), options.input_len, options.horizon)
-    return WindowSet(x.astype(np.float32), y.astype(np.float32), source)
+    return WindowSet(x.astype(np.float32), y.astype(np.float32), f"{source} ({what})")
 
 
 class ForecastTask(ExampleTask):
@@ -128,6 +132,7 @@ class ForecastTask(ExampleTask):
     """
 
     name = "forecast"
+    sum_keys = ("loss_sum", "count", "abs_sum", "naive_sq_sum")
 
     def __init__(
         self,
@@ -165,6 +170,14 @@ class ForecastTask(ExampleTask):
         """
         path = data_path(config.data)
         series = load_series(path, options.column)
+        n = len(series)
+        n_train = n - round(n * config.val_fraction) - round(n * options.test_fraction)
+        if n_train < options.input_len + options.horizon:
+            raise DataError(
+                f"data: {path} column {options.column!r} has {n} values; the training part (before the last "
+                f"--val-fraction {config.val_fraction:g} and --test-fraction {options.test_fraction:g}) gets {n_train}, "
+                f"too few for one window of --input-len {options.input_len} + --horizon {options.horizon}"
+            )
         try:
             train_part, val_part, test_part = split_series(
                 series, config.val_fraction, options.test_fraction, context=options.input_len
@@ -176,15 +189,21 @@ class ForecastTask(ExampleTask):
         splits: dict[str, WindowSet] = {}
         if train:
             splits["train"] = windows_of(train_part, normalizer, options, path, "training part")
-        splits["val"] = windows_of(val_part, normalizer, options, path, f"validation part (last {config.val_fraction:g})")
+        splits["val"] = windows_of(
+            val_part, normalizer, options, path, f"validation part (last {config.val_fraction:g})"
+        )
         if options.test_fraction > 0:
-            splits["test"] = windows_of(test_part, normalizer, options, path, f"test part (last {options.test_fraction:g})")
+            splits["test"] = windows_of(
+                test_part, normalizer, options, path, f"test part (last {options.test_fraction:g})"
+            )
         if model_config is None:
             model_config = ForecasterConfig(input_len=options.input_len, horizon=options.horizon, **model_options)
         return cls(splits, normalizer, model_config, config, options)
 
     @classmethod
-    def from_run(cls, configs: Mapping[str, Any], config: TrainConfig, *, train: bool = True, load_data: bool = True) -> ForecastTask:
+    def from_run(
+        cls, configs: Mapping[str, Any], config: TrainConfig, *, train: bool = True, load_data: bool = True
+    ) -> ForecastTask:
         """Rebuild a trained run's task from its saved JSON (see `ClassifyTask.from_run`)."""
         normalizer = Normalizer.from_json(configs["normalizer"])
         options = ForecastOptions.from_dict(configs["task_options"])
@@ -197,7 +216,7 @@ class ForecastTask(ExampleTask):
         """Every window of the run's column of another file (same normaliser) as split `name`."""
         path = data_path(path)
         series = load_series(path, self.options.column)
-        self.splits[name] = windows_of(series, self.normalizer, self.options, path, "series")
+        self.splits[name] = windows_of(series, self.normalizer, self.options, path, "whole series")
         return path
 
     def describe(self) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ModelConfig, TrainConfig
+from ..data.download import resolve_data
 from ..data.names import load_census_names, read_lines
 from ..data.text import CharVocab, DataError, StreamBatcher, iterate_eval_batches, read_text, split_text
 from ..scratch import optim
@@ -83,7 +84,8 @@ def load_lm_data(config: TrainConfig) -> LMData:
         (True, 0)
     """
     if config.data is None or config.per_line:
-        lines = load_census_names() if config.data is None else read_lines(config.data)
+        # --data may also be a URL or a named data set (downloaded once into the cache)
+        lines = load_census_names() if config.data is None else read_lines(resolve_data(config.data))
         name = "census first names (package 'names')" if config.data is None else str(config.data)
         order = np.random.default_rng(config.seed).permutation(len(lines))
         lines = [lines[i] for i in order]
@@ -94,7 +96,7 @@ def load_lm_data(config: TrainConfig) -> LMData:
         train, val = _encode_lines(vocab, lines[:-n_val]), _encode_lines(vocab, lines[-n_val:])
         data = LMData(vocab, train, val, name, True)
     else:
-        text = read_text(config.data)
+        text = read_text(resolve_data(config.data))
         vocab = CharVocab.from_text(text)
         train_text, val_text = split_text(text, config.val_fraction)
         data = LMData(vocab, vocab.encode(train_text), vocab.encode(val_text), str(config.data), False)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig, TrainConfig
+from ..data.download import resolve_data
 from ..data.names import load_census_names, read_lines
 from ..data.text import CharVocab, DataError, StreamBatcher, iterate_eval_batches, read_text, split_text
 from ..data.words import EOS, WordVocab, vocab_from_json
@@ -103,7 +104,7 @@ def load_lm_splits(config: TrainConfig, vocab: Vocab | None = None) -> LMSplits:
         d = load_lm_data(config)  # exactly the NumPy engine's data
         return LMSplits(d.vocab, d.train, d.val, None, d.name, d.per_line, "char")
     if per_line:
-        lines = load_census_names() if config.data is None else read_lines(config.data)
+        lines = load_census_names() if config.data is None else read_lines(resolve_data(config.data))
         name = "census first names (package 'names')" if config.data is None else str(config.data)
         order = np.random.default_rng(config.seed).permutation(len(lines))
         lines = [lines[i] for i in order]

@@ -91,7 +91,9 @@ class Seq2SeqOptions:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
         if self.min_length > self.max_length:
-            raise ValueError(f"min_length, max_length: expected min_length <= max_length, got {self.min_length} > {self.max_length}")
+            raise ValueError(
+                f"min_length, max_length: expected min_length <= max_length, got {self.min_length} > {self.max_length}"
+            )
         if self.max_vocab is not None and (
             isinstance(self.max_vocab, bool) or not isinstance(self.max_vocab, int) or self.max_vocab < 1
         ):
@@ -122,7 +124,9 @@ class PairSet:
 
 def synthetic_pairs(task: str, n: int, seed: int, options: Seq2SeqOptions) -> list[tuple[str, str]]:
     """`n` pairs of a synthetic task with the options' lengths and alphabet."""
-    return make_task(task, n, seed=seed, min_len=options.min_length, max_len=options.max_length, alphabet=options.alphabet)
+    return make_task(
+        task, n, seed=seed, min_len=options.min_length, max_len=options.max_length, alphabet=options.alphabet
+    )
 
 
 class Seq2SeqTask(ExampleTask):
@@ -135,6 +139,7 @@ class Seq2SeqTask(ExampleTask):
     """
 
     name = "seq2seq"
+    sum_keys = ("loss_sum", "count", "correct", "exact", "sequences")
 
     def __init__(
         self,
@@ -173,7 +178,9 @@ class Seq2SeqTask(ExampleTask):
         """
         spec = config.data
         if not spec:
-            raise DataError(f"data: --data is required: {' or '.join(SYNTHETIC)} (synthetic), or a TSV file of source<TAB>target lines")
+            raise DataError(
+                f"data: --data is required: {' or '.join(SYNTHETIC)} (synthetic), or a TSV file of source<TAB>target lines"
+            )
         synthetic = is_synthetic(spec)
         if synthetic:
             train_pairs = synthetic_pairs(spec, options.num_train, config.seed, options)
@@ -196,8 +203,12 @@ class Seq2SeqTask(ExampleTask):
                 val_pairs = load_pairs(val_source)
         if vocabs is None:
             vocabs = build_seq2seq_vocabs(
-                train_pairs, level=config.level, min_freq=options.min_freq, max_size=options.max_vocab,
-                lower=options.lower, shared=options.shared_vocab or synthetic,
+                train_pairs,
+                level=config.level,
+                min_freq=options.min_freq,
+                max_size=options.max_vocab,
+                lower=options.lower,
+                shared=options.shared_vocab or synthetic,
             )
         src_vocab, tgt_vocab = vocabs
         splits: dict[str, PairSet] = {}
@@ -220,7 +231,9 @@ class Seq2SeqTask(ExampleTask):
         return cls(splits, src_vocab, tgt_vocab, model_config, config, options)
 
     @classmethod
-    def from_run(cls, configs: Mapping[str, Any], config: TrainConfig, *, train: bool = True, load_data: bool = True) -> Seq2SeqTask:
+    def from_run(
+        cls, configs: Mapping[str, Any], config: TrainConfig, *, train: bool = True, load_data: bool = True
+    ) -> Seq2SeqTask:
         """Rebuild a trained run's task from its saved JSON (see `ClassifyTask.from_run`)."""
         src_vocab = WordVocab.from_json(configs["vocab"])
         tgt_vocab = WordVocab.from_json(configs["target_vocab"])
@@ -228,7 +241,9 @@ class Seq2SeqTask(ExampleTask):
         model_config = Seq2SeqConfig.from_dict(configs["model_config"])
         if not load_data:
             return cls({}, src_vocab, tgt_vocab, model_config, config, options)
-        return cls.from_options(config, options, {}, vocabs=(src_vocab, tgt_vocab), model_config=model_config, train=train)
+        return cls.from_options(
+            config, options, {}, vocabs=(src_vocab, tgt_vocab), model_config=model_config, train=train
+        )
 
     def add_split(self, name: str, path: str) -> str:
         """Pairs to score as split `name`: a TSV file, or a synthetic task's name (fresh pairs, another seed)."""
@@ -334,13 +349,27 @@ class Seq2SeqTask(ExampleTask):
         c = self.model_config
         if beam_size == 1 and n_best == 1:
             hyps = greedy_search(
-                stepper.step, stepper.state, batch_size=len(lengths), bos_id=c.bos_id, eos_id=c.eos_id,
-                max_len=limits, device=src.device,
+                stepper.step,
+                stepper.state,
+                batch_size=len(lengths),
+                bos_id=c.bos_id,
+                eos_id=c.eos_id,
+                max_len=limits,
+                device=src.device,
             )
             return [[h] for h in hyps]
         return beam_search(
-            stepper.step, stepper.state, stepper.reorder, batch_size=len(lengths), bos_id=c.bos_id,
-            eos_id=c.eos_id, beam_size=beam_size, max_len=limits, alpha=alpha, n_best=n_best, device=src.device,
+            stepper.step,
+            stepper.state,
+            stepper.reorder,
+            batch_size=len(lengths),
+            bos_id=c.bos_id,
+            eos_id=c.eos_id,
+            beam_size=beam_size,
+            max_len=limits,
+            alpha=alpha,
+            n_best=n_best,
+            device=src.device,
         )
 
     def spaced_input(self) -> bool:
@@ -393,8 +422,13 @@ class Seq2SeqTask(ExampleTask):
             ]
             src, lengths = pad_batch(enc, self.src_vocab.pad_id)
             hyps = self.decode(
-                model, torch.from_numpy(src).to(self.device), torch.from_numpy(lengths),
-                beam_size=beam_size, alpha=alpha, n_best=n_best, max_len=max_len,
+                model,
+                torch.from_numpy(src).to(self.device),
+                torch.from_numpy(lengths),
+                beam_size=beam_size,
+                alpha=alpha,
+                n_best=n_best,
+                max_len=max_len,
             )
             for raw, hs in zip(chunk, hyps, strict=True):
                 outs = []
@@ -408,7 +442,6 @@ class Seq2SeqTask(ExampleTask):
                     outs.append((text, h.log_prob))
                 results.append(outs)
         return results
-
 
 
 __all__ = ["PairSet", "Seq2SeqOptions", "Seq2SeqTask", "decode_limit", "is_synthetic", "synthetic_pairs"]

@@ -140,6 +140,7 @@ class TagTask(ExampleTask):
     """
 
     name = "tag"
+    sum_keys = ("loss_sum", "count", "correct")
 
     def __init__(
         self,
@@ -221,7 +222,9 @@ class TagTask(ExampleTask):
         return cls(splits, word_vocab, tag_vocab, char_vocab, model_config, config, options)
 
     @classmethod
-    def from_run(cls, configs: Mapping[str, Any], config: TrainConfig, *, train: bool = True, load_data: bool = True) -> TagTask:
+    def from_run(
+        cls, configs: Mapping[str, Any], config: TrainConfig, *, train: bool = True, load_data: bool = True
+    ) -> TagTask:
         """Rebuild a trained run's task from its saved JSON (see `ClassifyTask.from_run`)."""
         word_vocab = WordVocab.from_json(configs["vocab"])
         tag_vocab = LabelVocab.from_json(configs["labels"])
@@ -286,7 +289,9 @@ class TagTask(ExampleTask):
 
     def loss(self, model: nn.Module, batch: Any, carry: Carry) -> tuple[torch.Tensor, Carry]:
         logits = self._logits(model, batch).float()
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["tags"].reshape(-1), ignore_index=IGNORE_INDEX), None
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), batch["tags"].reshape(-1), ignore_index=IGNORE_INDEX
+        ), None
 
     def batch_sums(self, model: nn.Module, batch: Any) -> dict[str, float]:
         loss, n, correct = masked_token_stats(self._logits(model, batch), batch["tags"], IGNORE_INDEX)
@@ -322,7 +327,11 @@ class TagTask(ExampleTask):
         dummy = self.tag_vocab.itos[0]
         ds = encode_sentences(
             [(list(s), [dummy] * len(s)) for s in sentences],
-            self.word_vocab, self.tag_vocab, self.char_vocab, self.options.max_word_len, "input",
+            self.word_vocab,
+            self.tag_vocab,
+            self.char_vocab,
+            self.options.max_word_len,
+            "input",
         )
         self.splits["_predict"] = ds
         try:

@@ -89,6 +89,8 @@ METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
 BEST_DIR = "best"
 FORMAT_VERSION = 1
+# below this many (batch row x parameter) products per step, a CPU run uses one thread (see Trainer._threads)
+SMALL_MODEL_WORK = 1_000_000
 
 # What a task may carry from one batch to the next (truncated BPTT): nothing, a tensor, or a tuple
 # of tensors, each with the batch in dimension 1 (the recurrent-state layout (L·D, B, H)).
@@ -320,21 +322,29 @@ class Schedule:
         self.scale, self.best, self.bad_evals = float(state["scale"]), float(state["best"]), int(state["bad_evals"])
 
 
-def make_optimizer(params: Sequence[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Sequence[nn.Parameter], config: TrainConfig, device: torch.device | None = None
+) -> torch.optim.Optimizer:
     """The torch optimiser named by `config.optimizer` ('adamw', 'adam', 'sgd', 'adagrad').
+
+    Adam and AdamW use PyTorch's fused kernels on CPU and CUDA (one pass over all parameters: on a
+    small model the update went from 2.5 ms to 0.2 ms per step); the others its multi-tensor ones.
 
     Example:
         >>> make_optimizer(list(nn.Linear(2, 2).parameters()), TrainConfig(max_steps=1, optimizer="sgd"))  # doctest: +ELLIPSIS
         SGD (...
     """
     name, lr, wd = config.optimizer, config.lr, config.weight_decay
+    kind = device.type if device is not None else "cpu"
+    fast: dict[str, Any] = {"fused": True} if kind in ("cpu", "cuda") else {}
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fast)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fast)
+    multi = {"foreach": True} if kind in ("cpu", "cuda") else {}
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
-    return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd, **multi)
+    return torch.optim.Adagrad(params, lr=lr, weight_decay=wd, **multi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,8 +414,6 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.progress = progress and self.is_main
         self.log = log if self.is_main else None
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
         self.device = select_device(config.device)
         self.autocast_dtype = self._autocast_dtype()
         if self.dist.enabled and not torch.distributed.is_initialized():
@@ -423,7 +431,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self.params, config)
+        self.threads = self._threads()
+        self.optimizer = make_optimizer(self.params, config, self.device)
         self.schedule = Schedule(config)
 
         self.step = 0
@@ -451,6 +460,21 @@ class Trainer:
         if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return None
+
+    def _threads(self) -> int | None:
+        """CPU threads while fitting: `config.threads`, else 1 for small models, else torch's default.
+
+        A small model's matrix products are too small to share between threads, and OpenMP threads
+        that spin-wait for each other turn a machine busy with other jobs into a crawl (a 16-unit
+        LSTM step went from 2 ms to 70 ms with 2 threads on a loaded 2-core machine).
+        """
+        if self.config.threads is not None:
+            return self.config.threads
+        if self.device.type != "cpu":
+            return None
+        per_rank = self.config.batch_size // max(self.dist.world_size, 1)
+        work = per_rank * sum(p.numel() for p in self.params)  # multiply-adds per time step, roughly
+        return 1 if work < SMALL_MODEL_WORK else None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -513,6 +537,9 @@ class Trainer:
         record: dict[str, Any] = self.history[-1] if self.history else {}
         self.model.train()
         self.started = time.perf_counter()
+        threads_before = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
         try:
             with bar:
                 while not self._done() and not self.stopped_early:
@@ -532,6 +559,7 @@ class Trainer:
                 record = self._finish()
                 self._save()
         finally:
+            torch.set_num_threads(threads_before)
             if self.dist.enabled and torch.distributed.is_initialized():
                 torch.distributed.barrier()
         return record

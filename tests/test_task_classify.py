@@ -1,0 +1,325 @@
+"""Tests of `rnnlab train classify`: padding invariance, training, eval, sample, resume, every user error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnlab.cli.main import main
+from rnnlab.torch.heads import ClassifierConfig, SequenceClassifier
+from rnnlab.training.checkpoint import load_checkpoint
+
+# one thread: tiny models on a busy machine are many times faster without torch's thread pool
+TINY = ["--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "16", "--threads", "1", "--quiet"]
+POS = ["good", "great", "fine", "lovely", "superb"]
+NEG = ["bad", "awful", "poor", "boring", "dull"]
+FILLER = ["the", "film", "was", "a", "plot", "very", "and"]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    """`rnnlab argv` in-process, (status, stdout, stderr)."""
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def sentiment_file(path: Path, n: int = 200, seed: int = 0, header: bool = True) -> Path:
+    rng = np.random.default_rng(seed)
+    rows = ["label\ttext"] if header else []
+    for i in range(n):
+        y = i % 2
+        words = [
+            *rng.choice(FILLER, rng.integers(1, 6)),
+            rng.choice(POS if y else NEG),
+            *rng.choice(FILLER, rng.integers(0, 4)),
+        ]
+        rows.append(f"{y}\t{' '.join(words)}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_one_error_line(err: str, *fragments: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sentiment_file(tmp_path_factory.mktemp("cls") / "train.tsv")
+
+
+# ---------------------------------------------------------------------------------------------
+# the model: padding never changes a prediction
+
+
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_padding_never_changes_a_prediction(pooling, cell, bidirectional):
+    torch.manual_seed(0)
+    config = ClassifierConfig(
+        vocab_size=50,
+        num_classes=3,
+        cell=cell,
+        embedding_dim=8,
+        hidden_size=16,
+        num_layers=2,
+        bidirectional=bidirectional,
+        pooling=pooling,
+        dropout=0.0,
+    )
+    model = SequenceClassifier(config).eval()
+    seq = torch.randint(2, 50, (1, 5))
+    alone = model(seq, torch.tensor([5]))[0]
+    batch = torch.randint(2, 50, (4, 80))  # much longer neighbours...
+    batch[2, :5] = seq[0]
+    batch[2, 5:] = 7  # ...and garbage (not even <pad>) after the sequence's end
+    in_batch = model(batch, torch.tensor([80, 41, 5, 33]))[2]
+    torch.testing.assert_close(in_batch, alone, atol=1e-6, rtol=0)
+
+
+def test_classifier_shapes_and_config_errors():
+    model = SequenceClassifier(ClassifierConfig(vocab_size=10, num_classes=4, hidden_size=8, embedding_dim=4))
+    assert tuple(model(torch.tensor([[2, 3, 0]]), torch.tensor([2])).shape) == (1, 4)
+    with pytest.raises(ValueError, match="num_classes: expected at least 2"):
+        ClassifierConfig(vocab_size=10, num_classes=1)
+    with pytest.raises(ValueError, match="pooling: expected one of last, max, mean"):
+        ClassifierConfig(vocab_size=10, num_classes=2, pooling="sum")
+
+
+# ---------------------------------------------------------------------------------------------
+# training, eval, sample
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
+    """A classify run trained on `data` (a held-out tenth for validation). Do not modify it."""
+    out = tmp_path_factory.mktemp("runs") / "cls"
+    rc = main(
+        [
+            "train",
+            "classify",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--max-steps",
+            "150",
+            "--eval-every",
+            "75",
+            "--warmup-steps",
+            "10",
+            *TINY,
+        ]
+    )
+    assert rc == 0
+    return out
+
+
+def test_train_writes_a_run_that_learns(run):
+    ckpt = load_checkpoint(run)
+    assert {"vocab", "labels", "task_options", "model_config", "train_config"} <= set(ckpt.configs)
+    assert ckpt.configs["labels"]["labels"] == ["0", "1"]
+    assert ckpt.state["task"] == "classify"
+    assert (run / "best" / "checkpoint.json").exists() and (run / "metrics.jsonl").exists()
+    last = [line for line in (run / "metrics.jsonl").read_text().splitlines() if line][-1]
+    assert '"val_accuracy"' in last
+
+
+def test_eval_and_sample(run, data, capsys):
+    rc, out, _ = cli(capsys, "eval", run)
+    assert rc == 0 and '"accuracy"' in out and "held out" in out
+    import json
+
+    record = json.loads(out)
+    assert record["task"] == "classify" and record["accuracy"] >= 0.8, record
+    rc, out, _ = cli(capsys, "eval", run / "best", "--data", data)
+    assert rc == 0 and json.loads(out)["examples"] == 200
+    rc, out, _ = cli(capsys, "sample", run, "--input", "the film was superb")
+    assert rc == 0
+    label, prob = out.split()
+    assert label == "1" and 0.5 < float(prob) <= 1.0
+    texts = tmp = run.parent / "texts.txt"
+    tmp.write_text("very awful\n\nlovely plot\n", encoding="utf-8")
+    rc, out, _ = cli(capsys, "sample", run, "--input-file", texts)
+    assert rc == 0 and [line.split()[0] for line in out.splitlines()] == ["0", "1"]
+
+
+def test_val_file_and_char_level(tmp_path, data, capsys):
+    val = sentiment_file(tmp_path / "dev.csv", n=40, seed=1)
+    val.write_text(val.read_text().replace("\t", ","), encoding="utf-8")  # CSV works too
+    rc, out, err = cli(
+        capsys,
+        "train",
+        "classify",
+        "--data",
+        data,
+        "--val",
+        val,
+        "--level",
+        "char",
+        "--pooling",
+        "last",
+        "--out",
+        tmp_path / "r",
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        *TINY,
+    )
+    assert rc == 0, err
+    assert load_checkpoint(tmp_path / "r").configs["vocab"]["level"] == "char"
+    rc, out, _ = cli(capsys, "eval", tmp_path / "r")
+    assert rc == 0 and "dev.csv" in out
+
+
+def test_resume_continues_exactly(tmp_path, data, capsys):
+    common = ["--data", data, "--schedule", "constant", "--eval-every", "5", *TINY]
+    assert cli(capsys, "train", "classify", *common, "--out", tmp_path / "full", "--max-steps", "12")[0] == 0
+    assert cli(capsys, "train", "classify", *common, "--out", tmp_path / "half", "--max-steps", "5")[0] == 0
+    rc, _, err = cli(capsys, "train", "classify", "--resume", tmp_path / "half", "--max-steps", "12", "--quiet")
+    assert rc == 0, err
+    full, half = load_checkpoint(tmp_path / "full").weights, load_checkpoint(tmp_path / "half").weights
+    for name in full:
+        np.testing.assert_array_equal(full[name], half[name], err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# user errors: one line, status 2 (1 for a diverged run), no traceback, nothing overwritten
+
+
+def test_empty_file(tmp_path, capsys):
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    rc, _, err = cli(capsys, "train", "classify", "--data", empty, "--out", tmp_path / "r", *TINY)
+    assert rc == 2
+    assert_one_error_line(err, "empty", "empty.tsv")
+    assert not (tmp_path / "r").exists()
+
+
+def test_wrong_column_count_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("label\ttext\n1\tgood film\n0\tbad\tfilm\n", encoding="utf-8")
+    rc, _, err = cli(capsys, "train", "classify", "--data", bad, "--out", tmp_path / "r", *TINY)
+    assert rc == 2
+    assert_one_error_line(err, "bad.tsv line 3", "expected 2", "got 3")
+
+
+def test_no_data(tmp_path, capsys):
+    rc, _, err = cli(capsys, "train", "classify", "--out", tmp_path / "r", *TINY)
+    assert rc == 2
+    assert_one_error_line(err, "--data is required")
+
+
+def test_unknown_label_at_evaluation_names_label_and_line(tmp_path, data, run, capsys):
+    val = tmp_path / "dev.tsv"
+    val.write_text("label\ttext\n1\tgood\n0\tbad\nneutral\tso so\n", encoding="utf-8")
+    rc, _, err = cli(capsys, "train", "classify", "--data", data, "--val", val, "--out", tmp_path / "r", *TINY)
+    assert rc == 2
+    assert_one_error_line(err, "dev.tsv line 4", "unknown label 'neutral'")
+    rc, _, err = cli(capsys, "eval", run, "--data", val)
+    assert rc == 2
+    assert_one_error_line(err, "dev.tsv line 4", "unknown label 'neutral'")
+
+
+def test_bad_option_values(tmp_path, data, capsys):
+    rc, _, err = cli(
+        capsys, "train", "classify", "--data", data, "--hidden-size", "0", "--out", tmp_path / "r", "--quiet"
+    )
+    assert rc == 2
+    assert_one_error_line(err, "hidden_size", "positive integer", "0")
+    rc, _, err = cli(
+        capsys, "train", "classify", "--data", data, "--label-column", "stars", "--out", tmp_path / "r", "--quiet"
+    )
+    assert rc == 2
+    assert_one_error_line(err, "no column named 'stars'")
+
+
+def test_sample_needs_an_input(run, capsys):
+    rc, _, err = cli(capsys, "sample", run)
+    assert rc == 2
+    assert_one_error_line(err, "--input")
+
+
+def test_diverging_run_exits_1_and_keeps_the_good_checkpoint(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    assert (
+        cli(capsys, "train", "classify", "--data", data, "--out", out, "--max-steps", "4", "--eval-every", "2", *TINY)[
+            0
+        ]
+        == 0
+    )
+    before = snapshot(out)
+    rc, _, err = cli(
+        capsys,
+        "train",
+        "classify",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--lr",
+        "1e30",
+        "--optimizer",
+        "sgd",
+        "--warmup-steps",
+        "0",
+        "--max-steps",
+        "20",
+        "--eval-every",
+        "10",
+        *TINY,
+    )
+    assert rc == 1
+    assert_one_error_line(err, "became", "kept")
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "forecast", "seq2seq"])
+def test_every_task_option_has_help_and_a_default(task):
+    import argparse
+
+    from rnnlab.cli.main import COMMON_DEFAULTS, TASKS, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    train = sub.choices["train"]
+    parser = next(a for a in train._actions if isinstance(a, argparse._SubParsersAction)).choices[task]
+    defaults = {**COMMON_DEFAULTS, **TASKS[task].defaults}
+    optional_by_design = {
+        "data",
+        "out",
+        "config",
+        "resume",
+        "max_time",
+        "max_steps",
+        "quiet",
+        "val",
+        "test",
+        "max_vocab",
+    }
+    optional_by_design |= {"checkpoint_every", "patience", "threads", "keep_best", "momentum", "device", "precision"}
+    optional_by_design |= {"plateau_factor", "plateau_patience", "eval_batch_size", "help"}
+    for action in parser._actions:
+        assert action.help, f"{task} --{action.dest} has no help text"
+        if action.dest not in optional_by_design:
+            assert defaults.get(action.dest) is not None, f"{task} --{action.dest} has no default"

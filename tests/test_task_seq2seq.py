@@ -1,0 +1,221 @@
+"""Tests of `rnnlab train seq2seq`: the attention model, learning to reverse, eval, sample, every user error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnlab.cli.main import main
+from rnnlab.cli.tasks import load_task_run
+from rnnlab.torch.heads import Seq2Seq, Seq2SeqConfig
+from rnnlab.training.checkpoint import load_checkpoint
+
+TINY = ["--hidden-size", "32", "--embedding-dim", "16", "--batch-size", "32", "--threads", "1", "--quiet"]
+REVERSE = ["--data", "reverse", "--num-train", "3000", "--num-val", "200", "--max-length", "5"]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_error_line(err: str, *fragments: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained for a few hundred steps to reverse digit strings of length 1-5."""
+    out = tmp_path_factory.mktemp("runs") / "reverse"
+    argv = [
+        "train",
+        "seq2seq",
+        *REVERSE,
+        "--out",
+        out,
+        "--max-steps",
+        "250",
+        "--eval-every",
+        "250",
+        "--lr",
+        "1e-2",
+        "--warmup-steps",
+        "10",
+        *TINY,
+    ]
+    assert main([str(a) for a in argv]) == 0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("attention", ["general", "dot"])
+def test_source_padding_never_changes_the_output(cell, attention):
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(
+        src_vocab_size=12,
+        tgt_vocab_size=12,
+        cell=cell,
+        attention=attention,
+        hidden_size=8,
+        embedding_dim=4,
+        num_layers=2,
+        dropout=0.0,
+    )
+    model = Seq2Seq(config).eval()
+    src, tgt = torch.randint(4, 12, (1, 3)), torch.tensor([[1, 5, 6, 7]])
+    alone = model(src, torch.tensor([3]), tgt)[0]
+    batch = torch.randint(4, 12, (2, 15))  # a long neighbour, garbage after the short source
+    batch[1, :3] = src[0]
+    in_batch = model(batch, torch.tensor([15, 3]), tgt.expand(2, 4))[1]
+    torch.testing.assert_close(in_batch, alone, atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# learning, eval, sample
+
+
+def test_training_improves_exact_match_over_an_untrained_model(run, capsys):
+    task, model = load_task_run(run)  # the run's own validation pairs
+    trained = task.summarize(task.eval_sums(model, "val"))
+    untrained = task.summarize(task.eval_sums(task.build_model(0).eval(), "val"))
+    assert untrained["exact_match"] < 0.1
+    assert trained["exact_match"] > 0.5 and trained["exact_match"] > untrained["exact_match"] + 0.4, (
+        trained,
+        untrained,
+    )
+    assert trained["token_accuracy"] > untrained["token_accuracy"]
+    rc, out, _ = cli(capsys, "eval", run)
+    assert rc == 0 and json.loads(out)["exact_match"] == pytest.approx(trained["exact_match"])
+
+
+def test_sample_decodes_with_greedy_and_beam_search(run, tmp_path, capsys):
+    rc, greedy, _ = cli(capsys, "sample", run, "--input", "3 1 2")
+    assert rc == 0 and greedy.strip() == "2 1 3"
+    rc, beam, _ = cli(capsys, "sample", run, "--input", "3 1 2", "--beam-size", "4")
+    assert rc == 0 and beam == greedy
+    rc, out, _ = cli(capsys, "sample", run, "--input", "4711", "--beam-size", "3", "--n-best", "3")
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert rc == 0 and [r[0] for r in rows] == ["1", "2", "3"] and rows[0][2] == "1174"
+    sources = tmp_path / "sources.txt"
+    sources.write_text("12\n\n987\n", encoding="utf-8")
+    rc, out, _ = cli(capsys, "sample", run, "--input-file", sources, "--beam-size", "2")
+    assert rc == 0 and out.split() == ["21", "789"]
+    rc, _, err = cli(capsys, "sample", run, "--input", "3x1")
+    assert rc == 0 and "warning" in err and "'x'" in err
+
+
+def test_tsv_pairs_word_level_and_resume_file(tmp_path, capsys):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(
+        "".join(f"go {w}\t{w} went\n" for w in ["home", "away", "out", "up", "down", "in"] * 5), encoding="utf-8"
+    )
+    rc, out, err = cli(
+        capsys,
+        "train",
+        "seq2seq",
+        "--data",
+        pairs,
+        "--level",
+        "word",
+        "--out",
+        tmp_path / "r",
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        *TINY,
+    )
+    assert rc == 0, err
+    ckpt = load_checkpoint(tmp_path / "r")
+    assert ckpt.configs["vocab"]["level"] == "word" and "went" in ckpt.configs["target_vocab"]["tokens"]
+    rc, out, _ = cli(capsys, "eval", tmp_path / "r", "--data", pairs)
+    assert rc == 0 and json.loads(out)["examples"] == 30
+    rc, _, err = cli(capsys, "train", "seq2seq", "--resume", tmp_path / "r", "--max-steps", "6", "--quiet")
+    assert rc == 0, err
+
+
+# ---------------------------------------------------------------------------------------------
+# user errors
+
+
+def test_empty_file(tmp_path, capsys):
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    rc, _, err = cli(capsys, "train", "seq2seq", "--data", empty, "--out", tmp_path / "r", *TINY)
+    assert rc == 2
+    assert_one_error_line(err, "empty", "empty.tsv")
+
+
+def test_wrong_column_count_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "pairs.tsv"
+    bad.write_text("abc\tcba\nxy\tyx\textra\n", encoding="utf-8")
+    rc, _, err = cli(capsys, "train", "seq2seq", "--data", bad, "--out", tmp_path / "r", *TINY)
+    assert rc == 2
+    assert_one_error_line(err, "pairs.tsv line 2", "expected 2 tab-separated columns", "got 3")
+
+
+def test_no_data_or_missing_file(tmp_path, capsys):
+    rc, _, err = cli(capsys, "train", "seq2seq", "--out", tmp_path / "r", *TINY)
+    assert rc == 2
+    assert_one_error_line(err, "--data is required", "reverse")
+    rc, _, err = cli(capsys, "train", "seq2seq", "--data", tmp_path / "nope.tsv", "--out", tmp_path / "r", *TINY)
+    assert rc == 2
+    assert_one_error_line(err, "file not found", "nope.tsv")
+
+
+def test_bad_decoding_options(run, capsys):
+    for argv, fragment in [
+        (["--beam-size", "0"], "--beam-size"),
+        (["--beam-size", "2", "--n-best", "3"], "--n-best"),
+        (["--length-penalty", "-1"], "--length-penalty"),
+    ]:
+        rc, _, err = cli(capsys, "sample", run, "--input", "12", *argv)
+        assert rc == 2
+        assert_one_error_line(err, fragment)
+
+
+def test_diverging_run_exits_1_and_keeps_the_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = [*REVERSE, "--out", out, *TINY]
+    assert cli(capsys, "train", "seq2seq", *common, "--max-steps", "2", "--eval-every", "2")[0] == 0
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    rc, _, err = cli(
+        capsys,
+        "train",
+        "seq2seq",
+        *common,
+        "--lr",
+        "1e30",
+        "--optimizer",
+        "sgd",
+        "--warmup-steps",
+        "0",
+        "--max-steps",
+        "20",
+        "--eval-every",
+        "10",
+    )
+    assert rc == 1
+    assert_one_error_line(err, "became", "kept")
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
