@@ -17,13 +17,8 @@ import numpy as np
 import pytest
 
 from rnnlab.cli.main import main
-from rnnlab.experiments.memory import (
-    RecurrentModel,
-    _openblas_thread_functions,
-    adding_batch,
-    first_token_batch,
-    single_threaded_blas,
-)
+from rnnlab.experiments.common import openblas_thread_controls, single_threaded_blas
+from rnnlab.experiments.memory import RecurrentModel, adding_batch, first_token_batch
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -206,11 +201,10 @@ def test_chrono_and_irnn_initialisation():
 
 
 def test_single_threaded_blas_restores_the_thread_count():
-    fns = _openblas_thread_functions()
-    if fns is None:
+    controls = openblas_thread_controls()
+    if not controls:
         pytest.skip("NumPy's BLAS is not an OpenBLAS this helper can reach")
-    get_fn, _ = fns
-    before = get_fn()
+    before = [get() for get, _ in controls]
     with single_threaded_blas():
-        assert get_fn() == 1
-    assert get_fn() == before
+        assert all(get() == 1 for get, _ in controls)
+    assert [get() for get, _ in controls] == before

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import ctypes
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +103,67 @@ def train_char_model(
     model_config = ModelConfig(vocab_size=len(data.vocab), cell=cell, hidden_size=hidden_size, embedding_dim=32)
     train_lm(model_config, train_config, out_dir / "model", data, progress=False)
     return load_lm(out_dir / "model"), data
+
+
+# (get, set) symbol pairs of OpenBLAS builds: plain, 64-bit-integer, and the scipy-openblas wheels NumPy ships.
+_OPENBLAS_SYMBOLS = (
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+)
+
+
+def openblas_thread_controls() -> list[tuple]:
+    """(get, set) ctypes functions for the thread count of each OpenBLAS this process has loaded.
+
+    Found through /proc/self/maps and ctypes on the already-loaded library (what threadpoolctl
+    does); empty where there is none (another BLAS, another OS).
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        paths = []
+    controls = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get_name, set_name in _OPENBLAS_SYMBOLS:
+            if hasattr(lib, get_name) and hasattr(lib, set_name):
+                get, set_ = getattr(lib, get_name), getattr(lib, set_name)
+                get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                controls.append((get, set_))
+                break
+    return controls
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run the block with OpenBLAS (as loaded by NumPy) and torch on one thread, then restore both.
+
+    Why: these experiments multiply small matrices step by step (H ≤ 128, a few dozen sequences),
+    where BLAS threads cost more in hand-offs than they save, and on a busy 2-core machine the
+    spinning worker threads made runs up to 10× slower (init-compare: 30 s with one thread, 312 s
+    with two while other jobs ran). Where no OpenBLAS is found it changes nothing.
+
+    Example:
+        >>> with single_threaded_blas():
+        ...     _ = np.ones((64, 64)) @ np.ones((64, 64))
+    """
+    restore = [(set_, int(get())) for get, set_ in openblas_thread_controls()]
+    for set_, _ in restore:
+        set_(1)
+    torch = sys.modules.get("torch")  # only if already imported: importing torch costs seconds
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for set_, n in restore:
+            set_(n)
+        if torch is not None and torch_threads is not None:
+            torch.set_num_threads(torch_threads)

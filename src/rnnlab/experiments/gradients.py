@@ -13,13 +13,8 @@ a formula: the Jacobians are read off by backpropagating basis vectors, one step
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
 import json
 import math
-import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,76 +23,6 @@ from ..scratch.init import orthogonal_
 from ..scratch.recurrent import GRU, LSTM, RNN, RNNBase
 from .common import find_corpus, pyplot, train_char_model, write_csv, write_summary
 from .registry import experiment
-
-# (get, set) symbol pairs of OpenBLAS builds: plain, 64-bit-integer, and the scipy-openblas wheels NumPy ships.
-_OPENBLAS_SYMBOLS = (
-    ("openblas_get_num_threads", "openblas_set_num_threads"),
-    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-)
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Run the block with OpenBLAS (as loaded by NumPy) and torch on one thread, then restore both.
-
-    Why: these experiments multiply small matrices step by step (H ≤ 128, a few dozen sequences),
-    where BLAS threads cost more in hand-offs than they save, and on a busy 2-core machine the
-    spinning worker threads made runs up to 10× slower (init-compare: 30 s with one thread, 312 s
-    with two while other jobs ran). Works through ctypes on the already-loaded library (what
-    threadpoolctl does); where no OpenBLAS is found (another BLAS, another OS) it changes nothing.
-
-    Example:
-        >>> with single_threaded_blas():
-        ...     _ = np.ones((64, 64)) @ np.ones((64, 64))
-    """
-    restore = []
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
-    except OSError:
-        paths = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for get_name, set_name in _OPENBLAS_SYMBOLS:
-            if hasattr(lib, get_name) and hasattr(lib, set_name):
-                get, set_ = getattr(lib, get_name), getattr(lib, set_name)
-                get.restype = ctypes.c_int
-                restore.append((set_, int(get())))
-                set_(ctypes.c_int(1))
-                break
-    torch = sys.modules.get("torch")  # only if already imported: importing torch costs seconds
-    torch_threads = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for set_, n in restore:
-            set_(ctypes.c_int(n))
-        if torch is not None and torch_threads is not None:
-            torch.set_num_threads(torch_threads)
-
-
-def one_blas_thread(run: Callable[..., dict]) -> Callable[..., dict]:
-    """Decorator: run an experiment inside `single_threaded_blas()`.
-
-    Example:
-        >>> @one_blas_thread
-        ... def run(out_dir, *, seed=0, quick=False, data=None):
-        ...     return {}
-    """
-
-    @functools.wraps(run)
-    def wrapper(*args, **kwargs) -> dict:
-        with single_threaded_blas():
-            return run(*args, **kwargs)
-
-    return wrapper
 
 
 def sig(x: float, digits: int = 6) -> float:
@@ -178,7 +103,6 @@ FLOW_GAINS = (0.5, 0.9, 1.0, 1.5)
 
 
 @experiment("gradient-flow", "Vanishing and exploding gradients: ‖∂h_T/∂h_t‖ of a tanh RNN against the linear bound")
-@one_blas_thread
 def gradient_flow(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | None = None) -> dict:
     """Measure ‖∂h_T/∂h_t‖₂ of tanh RNNs with W_hh = g·Q (Q orthogonal) for g in 0.5, 0.9, 1.0, 1.5.
 
@@ -382,7 +306,6 @@ def _torch_or_none():
 @experiment(
     "gradient-vs-length", "Gradient of the last output w.r.t. the first input against sequence length: RNN, LSTM, GRU"
 )
-@one_blas_thread
 def gradient_vs_length(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | None = None) -> dict:
     """Measure ‖∂y_T/∂x_1‖_F against T for RNN (tanh), LSTM and GRU at PyTorch's default initialisation.
 
@@ -579,7 +502,6 @@ def _chunks(tokens: np.ndarray, length: int, count: int, rng: np.random.Generato
     "Per-timestep gradient magnitude inside a character model's BPTT chunk, before and after training",
     needs_text=True,
 )
-@one_blas_thread
 def bptt_gradients(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | None = None) -> dict:
     """Measure ‖∂L_T/∂h_t‖ in a char LSTM and a char tanh RNN, at initialisation and after training.
 

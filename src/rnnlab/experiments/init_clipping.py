@@ -27,7 +27,7 @@ from ..scratch.module import Module
 from ..scratch.optim import SGD, Adam, Optimizer
 from ..scratch.recurrent import RNN
 from .common import pyplot, write_csv, write_summary
-from .gradients import geometric_mean, one_blas_thread, sig, state_jacobian_norms
+from .gradients import geometric_mean, sig, state_jacobian_norms
 from .registry import experiment
 
 
@@ -230,7 +230,6 @@ def make_init_net(scheme: str, hidden_size: int, seed: int) -> AddingNet:
 @experiment(
     "init-compare", "Initialising W_hh: normal, Xavier, orthogonal, identity (IRNN): spectrum, gradient flow, training"
 )
-@one_blas_thread
 def init_compare(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | None = None) -> dict:
     """Compare four initialisations of a vanilla RNN's W_hh on the adding problem.
 
@@ -412,7 +411,6 @@ CLIP_MODES = ("none", "value", "norm")
 @experiment(
     "clipping", "Gradient clipping: the same high-learning-rate run without clipping, with value and with norm clipping"
 )
-@one_blas_thread
 def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | None = None) -> dict:
     """Train one tanh RNN three times (same init, same batches) with SGD at a learning rate that explodes.
 

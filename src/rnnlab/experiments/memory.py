@@ -13,12 +13,7 @@ Run one with `rnnlab experiment memory-capacity --out runs/exp/memory-capacity`.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import glob
-import os
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,65 +32,6 @@ from .registry import experiment
 CELLS = ("rnn", "irnn", "lstm", "gru")
 CELL_LABELS = {"rnn": "RNN (tanh)", "irnn": "IRNN (ReLU, identity init)", "lstm": "LSTM", "gru": "GRU"}
 CELL_COLORS = {"rnn": "tab:blue", "irnn": "tab:purple", "lstm": "tab:orange", "gru": "tab:green"}
-
-
-# ---------------------------------------------------------------------------------------------
-# Running fast on a small CPU.
-# ---------------------------------------------------------------------------------------------
-
-
-def _openblas_thread_functions() -> tuple[Callable[[], int], Callable[[int], None]] | None:
-    """(get, set) for the number of threads of the OpenBLAS that NumPy loaded, or None if not found."""
-    libs: list[str] = []
-    with contextlib.suppress(OSError):  # the libraries this process has mapped (Linux)
-        with open("/proc/self/maps", encoding="utf-8") as f:
-            libs = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and line.rstrip().endswith(".so")})
-    if not libs:  # NumPy's wheels ship their own OpenBLAS next to the package
-        np_dir = os.path.dirname(np.__file__)
-        libs = glob.glob(os.path.join(np_dir + ".libs", "*openblas*")) + glob.glob(os.path.join(np_dir, ".dylibs", "*openblas*"))
-    names = [
-        ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-        ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-        ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-        ("openblas_get_num_threads", "openblas_set_num_threads"),
-    ]
-    for path in libs:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for get_name, set_name in names:
-            if hasattr(lib, get_name) and hasattr(lib, set_name):
-                get_fn, set_fn = getattr(lib, get_name), getattr(lib, set_name)
-                get_fn.restype, set_fn.argtypes = ctypes.c_int, [ctypes.c_int]
-                return get_fn, set_fn
-    return None
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Run the block with one BLAS thread, restoring the previous number afterwards.
-
-    Why: the products inside a recurrent step are tiny ((4H, H) @ (H, B) with H, B ~ 64), so
-    splitting them over threads costs more in synchronisation than it gains, and on a busy 2-core
-    machine the waiting threads made training steps 4 to 10 times slower (measured). Does nothing
-    where NumPy's BLAS is not an OpenBLAS we can find.
-
-    Example:
-        >>> with single_threaded_blas():
-        ...     _ = np.ones((64, 64)) @ np.ones((64, 64))
-    """
-    fns = _openblas_thread_functions()
-    if fns is None:
-        yield
-        return
-    get_fn, set_fn = fns
-    before = int(get_fn())
-    set_fn(1)
-    try:
-        yield
-    finally:
-        set_fn(before)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,7 +414,7 @@ def memory_capacity(
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = [seed + k for k in range(cfg.seeds)]
     runs = []
-    with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         for cell in cfg.cells:
             for length in cfg.lengths:
                 for s in seeds:
@@ -616,7 +552,7 @@ def adding_problem(
     per_length: dict[str, dict] = {}
     curves: dict[tuple[int, str], dict] = {}
     rows = []
-    with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         for length, steps in zip(cfg.lengths, cfg.steps, strict=True):
             x_eval, y_eval = adding_batch(_rng(seed, 3, length), cfg.eval_size, length)
             baseline = float(np.mean((1.0 - y_eval) ** 2))  # always answer 1
@@ -702,7 +638,9 @@ def _adding_summary(per_length: dict, cfg: AddingConfig) -> str:
                 state = f"final MSE {e['final_mse']:.4f} after {e['trained_steps']} steps"
             best = "n/a" if e["best_mse"] is None else f"{e['best_mse']:.4f}"
             when = e["first_step_beating_baseline"]
-            beat = f"beats the baseline from step {when}" if when is not None else "never beats the baseline within budget"
+            beat = (
+                f"beats the baseline from step {when}" if when is not None else "never beats the baseline within budget"
+            )
             if when is not None:
                 beaten.append(CELL_LABELS[cell])
             lines.append(f"  {CELL_LABELS[cell]}: {state} (best {best}); {beat}.")
@@ -751,7 +689,9 @@ def sine_series(cfg: SineConfig, rng: np.random.Generator) -> np.ndarray:
     """
     t = np.arange(cfg.n_train + cfg.n_test, dtype=np.float64)
     phases = rng.uniform(0, 2 * np.pi, len(cfg.periods))
-    clean = sum(a * np.sin(2 * np.pi * t / p + ph) for a, p, ph in zip(cfg.amplitudes, cfg.periods, phases, strict=True))
+    clean = sum(
+        a * np.sin(2 * np.pi * t / p + ph) for a, p, ph in zip(cfg.amplitudes, cfg.periods, phases, strict=True)
+    )
     return (clean + cfg.noise * rng.standard_normal(t.shape)).astype(np.float32)
 
 
@@ -809,7 +749,7 @@ def sine(
     def masked_mse(out: np.ndarray, y: np.ndarray):
         return mse_loss(out, y, mask=mask)
 
-    with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         for cell in cfg.cells:
             model = RecurrentModel(cell, 1, cfg.hidden_size, 1, seed=seed, per_step=True)
             opt = Adam(model, lr=cfg.lr)
@@ -827,7 +767,10 @@ def sine(
     write_csv(
         out_dir / "sine_predictions.csv",
         ["t", "truth", *[f"pred_{c}" for c in cfg.cells], "repeat_last"],
-        [[int(t), float(v), *[float(preds[c][i]) for c in cfg.cells], float(last[i])] for i, (t, v) in enumerate(zip(t_index, truth, strict=True))],
+        [
+            [int(t), float(v), *[float(preds[c][i]) for c in cfg.cells], float(last[i])]
+            for i, (t, v) in enumerate(zip(t_index, truth, strict=True))
+        ],
     )
     _plot_sine(out_dir / "sine.png", cfg, t_index, truth, preds, last, test_mse, baseline_mse)
     noise_mse = cfg.noise**2
@@ -840,7 +783,10 @@ def sine(
         f"{cfg.batch_size}, {cfg.steps} steps; the first {cfg.warmup} steps of every window are context only.",
         "",
         f"Held-out next-step MSE over {truth.size} test points:",
-        *[f"  {CELL_LABELS[c]}: {test_mse[c]:.5f} ({_ratio_phrase(test_mse[c], baseline_mse)} repeat-last)" for c in cfg.cells],
+        *[
+            f"  {CELL_LABELS[c]}: {test_mse[c]:.5f} ({_ratio_phrase(test_mse[c], baseline_mse)} repeat-last)"
+            for c in cfg.cells
+        ],
         f"  repeat the last value (naive baseline): {baseline_mse:.5f}",
         f"  noise floor (noise variance, the best any forecast can do): {noise_mse:.5f}",
         f"Best cell: {CELL_LABELS[best]}, {test_mse[best] / noise_mse:.2f}x the noise floor.",
@@ -864,7 +810,9 @@ def _plot_sine(path, cfg, t_index, truth, preds, last, test_mse, baseline_mse) -
     show = slice(0, min(cfg.show, truth.size))
     for ax, cell in zip(axes[:n], cfg.cells, strict=True):
         ax.plot(t_index[show], truth[show], color="black", lw=1, label="truth (noisy series)")
-        ax.plot(t_index[show], preds[cell][show], color=CELL_COLORS[cell], lw=1.4, label=f"{CELL_LABELS[cell]} prediction")
+        ax.plot(
+            t_index[show], preds[cell][show], color=CELL_COLORS[cell], lw=1.4, label=f"{CELL_LABELS[cell]} prediction"
+        )
         ax.set_title(f"{CELL_LABELS[cell]}: one-step-ahead forecast on held-out data, test MSE {test_mse[cell]:.4f}")
         ax.set_ylabel("value")
         ax.legend(loc="upper right", fontsize=8)
@@ -874,8 +822,23 @@ def _plot_sine(path, cfg, t_index, truth, preds, last, test_mse, baseline_mse) -
     lim = float(np.percentile(np.abs(np.concatenate(errors)), 99.5))
     bins = np.linspace(-lim, lim, 61)
     for cell, e in zip(cfg.cells, errors, strict=False):
-        ax.hist(e, bins=bins, histtype="step", lw=1.5, color=CELL_COLORS[cell], label=f"{CELL_LABELS[cell]} (MSE {test_mse[cell]:.4f})")
-    ax.hist(errors[-1], bins=bins, histtype="step", lw=1.5, color="gray", ls="--", label=f"repeat last value (MSE {baseline_mse:.4f})")
+        ax.hist(
+            e,
+            bins=bins,
+            histtype="step",
+            lw=1.5,
+            color=CELL_COLORS[cell],
+            label=f"{CELL_LABELS[cell]} (MSE {test_mse[cell]:.4f})",
+        )
+    ax.hist(
+        errors[-1],
+        bins=bins,
+        histtype="step",
+        lw=1.5,
+        color="gray",
+        ls="--",
+        label=f"repeat last value (MSE {baseline_mse:.4f})",
+    )
     ax.set_xlabel("prediction error on held-out steps (prediction - truth)")
     ax.set_ylabel("count")
     ax.set_title("Error histogram, all held-out steps")

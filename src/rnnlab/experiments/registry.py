@@ -24,6 +24,14 @@ class Experiment:
     run: Callable[..., dict]
     needs_text: bool = False
 
+    def __call__(self, out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | None = None) -> dict:
+        """Run with one BLAS thread: the experiments multiply small matrices step by step (see
+        `common.single_threaded_blas`)."""
+        from .common import single_threaded_blas
+
+        with single_threaded_blas():
+            return self.run(out_dir, seed=seed, quick=quick, data=data)
+
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
@@ -63,4 +71,4 @@ def run_experiment(
         raise ValueError(f"experiment: expected one of {', '.join(sorted(EXPERIMENTS))} or 'all', got {name!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return EXPERIMENTS[name].run(out, seed=seed, quick=quick, data=data)
+    return EXPERIMENTS[name](out, seed=seed, quick=quick, data=data)

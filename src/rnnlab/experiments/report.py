@@ -73,7 +73,7 @@ def run_one(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        summary = exp.run(out, seed=seed, quick=quick, data=data)
+        summary = exp(out, seed=seed, quick=quick, data=data)
     except Exception as e:  # reported, and the other experiments still run
         msg = " ".join(str(e).split()) or "(no message)"
         return ExperimentResult(

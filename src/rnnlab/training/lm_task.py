@@ -231,6 +231,34 @@ class LMTask(Task):
             )
         self.data, self.model_config, self.config = data, model_config, config
         self.batcher = StreamBatcher(data.train, config.batch_size, config.seq_len)
+        # Per-line data: the items are re-shuffled every epoch. With one fixed order the stream
+        # repeats, and a model that carries its state across items learns which item follows which
+        # (on names: train 1.76, test 2.06); a fresh order leaves nothing to learn across a boundary.
+        self._items: list[np.ndarray] | None = None
+        if data.per_line and data.boundary_id is not None:
+            cuts = np.flatnonzero(data.train == data.boundary_id)
+            # the stream is <b> item <b> item <b> ...: each item runs to and includes its closing <b>
+            self._items = [data.train[a + 1 : b + 1] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        self._stream_epoch = 0
+
+    def _epoch_tokens(self, epoch: int) -> np.ndarray:
+        """The training stream of an epoch: the loaded order first, then a fresh order per epoch."""
+        if self._items is None or epoch == 0:
+            return self.data.train
+        order = np.random.default_rng([self.config.seed, 2, epoch]).permutation(len(self._items))
+        head = self.data.train[:1]  # the opening boundary token
+        return np.concatenate([head, *(self._items[i] for i in order)])
+
+    def _sync_stream(self) -> None:
+        # rebuild the batcher over the epoch's order when the epoch changes (same length, so the
+        # position carries over unchanged; a resume lands here with the saved epoch)
+        epoch = self.batcher.epoch
+        if self._items is None or epoch == self._stream_epoch:
+            return
+        position = self.batcher.position
+        self.batcher = StreamBatcher(self._epoch_tokens(epoch), self.config.batch_size, self.config.seq_len)
+        self.batcher.epoch, self.batcher.position = epoch, position
+        self._stream_epoch = epoch
 
     @classmethod
     def from_config(
@@ -256,6 +284,7 @@ class LMTask(Task):
         return LanguageModel(self.model_config, seed=seed)
 
     def next_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, bool, torch.Tensor | None]:
+        self._sync_stream()
         x, y, reset = self.batcher.next_batch()  # the global (B, T) batch
         B = x.shape[0]
         rows = self.shard(np.arange(B))
@@ -303,6 +332,7 @@ class LMTask(Task):
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         self.batcher.load_state_dict(dict(state))
+        self._sync_stream()
 
     def artifacts(self) -> dict[str, dict[str, Any]]:
         return {"vocab": {**self.data.vocab.to_json(), "per_line": self.data.per_line}}
