@@ -77,7 +77,14 @@ def numpy_run(tmp_path_factory: pytest.TempPathFactory, text_file: Path) -> Path
 
 def test_torch_run_folder(torch_run: Path) -> None:
     names = {p.name for p in torch_run.iterdir()}
-    assert {"model.safetensors", "metrics.jsonl", "loss.png", "checkpoint.json", "train_state.safetensors", "best"} <= names
+    assert {
+        "model.safetensors",
+        "metrics.jsonl",
+        "loss.png",
+        "checkpoint.json",
+        "train_state.safetensors",
+        "best",
+    } <= names
     assert (torch_run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     records = [json.loads(line) for line in (torch_run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in records] == [10, 20]
@@ -107,7 +114,9 @@ def test_sample_several_in_one_batch_and_best(torch_run: Path) -> None:
 
 
 def test_sample_unknown_prime_skip_never_crashes(torch_run: Path) -> None:
-    rc, out, err = run_cli(["sample", torch_run, "--prime", "Zebra 日本", "--unknown", "skip", "--length", "5", "--seed", "1"])
+    rc, out, err = run_cli(
+        ["sample", torch_run, "--prime", "Zebra 日本", "--unknown", "skip", "--length", "5", "--seed", "1"]
+    )
     assert rc == 0, err
     assert err.startswith("warning: ") and "U+65E5" in err
     rc, out, err = run_cli(["sample", torch_run, "--prime", "Zebra", "--length", "5"])
@@ -173,7 +182,7 @@ def test_toml_options_and_flags_override(tmp_path: Path, text_file: Path) -> Non
         encoding="utf-8",
     )
     out = tmp_path / "toml"
-    rc, stdout, err = run_cli(["train", "--config", cfg, "--out", out, "--hidden-size", "10", "--quiet"])
+    rc, _, err = run_cli(["train", "--config", cfg, "--out", out, "--hidden-size", "10", "--quiet"])
     assert rc == 0, err
     model = json.loads((out / "model_config.json").read_text(encoding="utf-8"))
     train = json.loads((out / "train_config.json").read_text(encoding="utf-8"))

@@ -148,7 +148,7 @@ def test_nan_loss_stops_without_a_checkpoint(tmp_path: Path) -> None:
 def test_select_device() -> None:
     assert select_device("cpu") == torch.device("cpu")
     assert select_device("auto").type in ("cpu", "cuda", "mps")
-    with pytest.raises(ValueError, match="^device: "):
+    with pytest.raises(ValueError, match=r"^device: "):
         select_device("abacus")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
@@ -156,7 +156,7 @@ def test_select_device() -> None:
 
 
 def test_trainer_rejects_wrong_arguments(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="^task: "):
+    with pytest.raises(TypeError, match=r"^task: "):
         Trainer(object(), TrainConfig(max_steps=1), tmp_path)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="^config: "):
+    with pytest.raises(TypeError, match=r"^config: "):
         Trainer(Blobs(), {"max_steps": 1}, tmp_path)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ split exactly once, with the state carried, and reports the mean in nats per tok
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,7 @@ class LMTask(Task):
         if data.per_line and data.boundary_id is not None:
             cuts = np.flatnonzero(data.train == data.boundary_id)
             # the stream is <b> item <b> item <b> ...: each item runs to and includes its closing <b>
-            self._items = [data.train[a + 1 : b + 1] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+            self._items = [data.train[a + 1 : b + 1] for a, b in itertools.pairwise(cuts)]
         self._stream_epoch = 0
 
     def _epoch_tokens(self, epoch: int) -> np.ndarray:
