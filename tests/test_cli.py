@@ -340,7 +340,9 @@ def test_console_script_missing_file_subprocess(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"error: data: file not found: {tmp_path / 'nope.txt'}"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: data: file not found: {tmp_path / 'nope.txt'} (not a URL, and not a named data set: tinyshakespeare)"
+    ]
     assert proc.stdout == ""
     assert not out.exists()
 

@@ -110,6 +110,22 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, corpus: Pa
     _assert_same_weights(straight, split)
 
 
+def test_per_line_resume_across_reshuffled_epochs(tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper"] * 6), "utf-8")
+    config = _config(names, per_line=True, batch_size=2, seq_len=8, max_steps=60, eval_every=100)
+    model = {**MODEL, "dropout": 0.0}
+    task = LMTask.from_config(config, model)
+    assert task.batcher.batches_per_epoch < 20  # the run spans several epochs, each in a new order
+    assert not np.array_equal(task._epoch_tokens(1), task._epoch_tokens(2))
+    Trainer(task, config, tmp_path / "straight").fit()
+    Trainer(LMTask.from_config(config, model), config, tmp_path / "split").fit(stop_at_step=37)
+    resumed = LMTask.from_config(config, model)
+    Trainer(resumed, config, tmp_path / "split", resume=True).fit()
+    assert resumed.batcher.epoch >= 3
+    _assert_same_weights(tmp_path / "straight", tmp_path / "split")
+
+
 def _train_argv(corpus: Path, out: Path, steps: int, every: int) -> list[str]:
     return [
         "train", "lm", "--data", str(corpus), "--out", str(out), "--max-steps", str(steps), "--checkpoint-every",
