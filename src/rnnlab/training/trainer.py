@@ -365,6 +365,18 @@ def _detach(carry: Carry) -> Carry:
     return carry.detach()
 
 
+def _bf16_rnn_works(device: torch.device) -> bool:
+    """Whether a recurrent layer trains under bf16 autocast on `device` (forward and backward)."""
+    try:
+        rnn = nn.LSTM(8, 8, batch_first=True).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            out, _ = rnn(torch.zeros(2, 3, 8, device=device))
+        out.float().sum().backward()
+        return True
+    except RuntimeError:
+        return False
+
+
 def _all_finite(tensors: Iterator[torch.Tensor]) -> bool:
     flags = [torch.isfinite(t).all() for t in tensors]
     return bool(torch.stack(flags).all().item()) if flags else True
@@ -456,8 +468,9 @@ class Trainer:
             if self.device.type != "cuda":
                 raise ValueError(f"precision: bf16 autocast is for CUDA devices, but the device is {self.device}")
             return torch.bfloat16
-        # auto: bf16 where the GPU computes it natively (Ampere and later), float32 otherwise
-        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+        # auto: bf16 where the GPU computes it natively (Ampere and later) and its recurrent kernels
+        # accept it (checked on a tiny LSTM), float32 otherwise
+        if self.device.type == "cuda" and torch.cuda.is_bf16_supported() and _bf16_rnn_works(self.device):
             return torch.bfloat16
         return None
 
