@@ -481,7 +481,7 @@ def measure(contenders: list[Contender], args, log) -> int:
     fewer than `args.repeats` undisturbed blocks, until `args.budget` seconds of measuring are spent.
     """
     for c in contenders:
-        for _ in range(c.warmup):
+        for _ in range(1 if args.quick else c.warmup):
             c.step()
         t0 = time.perf_counter()
         c.step()
@@ -814,7 +814,8 @@ def main(argv: list[str] | None = None) -> int:
     warning = None
     if short:
         warning = (
-            f"WARNING: other processes kept taking CPU time: {', '.join(short)} got fewer than {MIN_CLEAN} "
+            f"WARNING: other processes kept taking CPU time: {len(short)} of {len(contenders)} contenders "
+            f"({', '.join(short[:3])}{', ...' if len(short) > 3 else ''}) got fewer than {MIN_CLEAN} "
             "undisturbed blocks, so all of their blocks are counted and the figures are unreliable. "
             "Rerun on an idle machine (check `uptime`)."
         )
