@@ -216,7 +216,7 @@ class AddingConfig:
     # IRNN diverged to NaN at 1e-2 (T = 200, measured); Le et al. (2015) also train it with small steps
     irnn_lr: float = 1e-3
     clip: float = 1.0
-    steps: tuple[int, ...] = (2000, 3000)  # per length: the long sequences get the budget
+    steps: tuple[int, ...] = (3000, 5000)  # per length: the long sequences get the budget
     eval_every: int = 50
     eval_size: int = 1000
     solved_mse: float = 0.001  # stop a run once its held-out MSE is this low (saves time)
@@ -586,7 +586,7 @@ def adding_problem(
 
 def _plot_adding(path: Path, curves: dict, per_length: dict, cfg: AddingConfig) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(cfg.lengths), figsize=(6.2 * len(cfg.lengths), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(cfg.lengths), figsize=(6.2 * len(cfg.lengths), 5.4), squeeze=False)
     for ax, length in zip(axes[0], cfg.lengths, strict=True):
         entry = per_length[str(length)]
         for cell in cfg.cells:
@@ -596,6 +596,8 @@ def _plot_adding(path: Path, curves: dict, per_length: dict, cfg: AddingConfig) 
             label = CELL_LABELS[cell] + (" (solved, stopped)" if entry[cell]["solved"] else "")
             label += " (diverged)" if entry[cell]["diverged"] else ""
             ax.plot(steps[ok], mse[ok], color=CELL_COLORS[cell], label=label)
+            if entry[cell]["solved"]:  # mark where the run stopped
+                ax.plot(steps[ok][-1], mse[ok][-1], marker="*", ms=10, color=CELL_COLORS[cell])
         base = entry["baseline_mse"]
         ax.axhline(base, color="gray", ls="--", label=f"baseline: always answer 1 ({base:.3f})")
         ax.axhline(cfg.beat_margin * base, color="gray", ls=":", lw=0.8, label=f"{cfg.beat_margin:g} x baseline")
@@ -603,7 +605,7 @@ def _plot_adding(path: Path, curves: dict, per_length: dict, cfg: AddingConfig) 
         ax.set_xlabel(f"training step (batch of {cfg.batch_size})")
         ax.set_ylabel(f"held-out MSE ({cfg.eval_size} sequences)")
         ax.set_title(f"Adding problem, T = {length}")
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -633,10 +635,10 @@ def _adding_summary(per_length: dict, cfg: AddingConfig) -> str:
             if e["diverged"]:
                 state = f"diverged (NaN) after {e['trained_steps']} steps"
             elif e["solved"]:
-                state = f"solved: MSE {e['final_mse']:.4f} after {e['trained_steps']} steps"
+                state = f"solved: MSE {e['final_mse']:.3g} after {e['trained_steps']} steps"
             else:
-                state = f"final MSE {e['final_mse']:.4f} after {e['trained_steps']} steps"
-            best = "n/a" if e["best_mse"] is None else f"{e['best_mse']:.4f}"
+                state = f"final MSE {e['final_mse']:.3g} after {e['trained_steps']} steps"
+            best = "n/a" if e["best_mse"] is None else f"{e['best_mse']:.3g}"
             when = e["first_step_beating_baseline"]
             beat = (
                 f"beats the baseline from step {when}" if when is not None else "never beats the baseline within budget"
