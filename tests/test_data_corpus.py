@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from rnnlab.data.corpus import (
     TextStream,
     build_char_vocab_streaming,
     build_word_vocab_streaming,
+    count_words_streaming,
     encode_to_memmap,
     header_path,
     load_or_make_split,
@@ -25,7 +28,7 @@ from rnnlab.data.corpus import (
     sha256_file,
 )
 from rnnlab.data.text import CharVocab, DataError, StreamBatcher, iterate_eval_batches, read_text
-from rnnlab.data.words import WordVocab
+from rnnlab.data.words import WordVocab, tokenize
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -141,6 +144,47 @@ def test_encode_to_memmap_words(tmp_path, chunk):
     assert np.asarray(tokens).tolist() == vocab.encode_text(text).tolist()
     assert (np.asarray(tokens) == vocab.unk_id).any()
     assert MemmapTokens(tmp_path / "w.bin").vocab == vocab
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 1 << 20])
+def test_encode_to_memmap_cuts_encode_each_segment_on_its_own(tmp_path, chunk):
+    src = write_bytes(tmp_path, MIXED.encode())
+    text = read_text(src)
+    # cuts inside a word ("Καλη|μέρα", "pla|in"), at a space, inside "\r\n" -> "\n", at both ends
+    cuts = [0, 4, text.index(" "), text.index("ascii") - 3, len(text)]
+    words = WordVocab.from_text(text)
+    tokens = encode_to_memmap(src, words, tmp_path / "w.bin", chunk_chars=chunk, cuts=cuts)
+    bounds = [0, *cuts, len(text)]
+    segments = [words.encode_text(text[a:b]) for a, b in itertools.pairwise(bounds)]
+    assert np.asarray(tokens).tolist() == np.concatenate(segments).tolist()
+    assert tokens.header["cuts"] == cuts
+    assert tokens.header["token_cuts"] == np.cumsum([len(s) for s in segments])[:-1].tolist()
+    assert np.asarray(tokens).tolist() != words.encode_text(text).tolist()  # the cuts mattered
+    chars = CharVocab.from_text(text)
+    by_char = encode_to_memmap(src, chars, tmp_path / "c.bin", chunk_chars=chunk, cuts=cuts)
+    assert np.asarray(by_char).tolist() == chars.encode(text).tolist() and by_char.header["token_cuts"] == cuts
+    assert "cuts" not in encode_to_memmap(src, chars, tmp_path / "n.bin").header
+
+
+@pytest.mark.parametrize(("cuts", "match"), [([5, 2], "ascending"), ([-1], "ascending"), ([10**6], "within the")])
+def test_encode_to_memmap_bad_cuts(tmp_path, cuts, match):
+    src = write_bytes(tmp_path, b"abc abc")
+    with pytest.raises(ValueError, match=f"cuts: expected .*{match}"):
+        encode_to_memmap(src, CharVocab.from_text("abc "), tmp_path / "t.bin", cuts=cuts)
+    assert not (tmp_path / "t.bin").exists() and not list(tmp_path.glob(".t.bin*"))
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 20])
+def test_word_counts_and_vocab_of_the_first_characters(tmp_path, chunk):
+    src = write_bytes(tmp_path, (MIXED * 3).encode())
+    text = read_text(src)
+    for stop in (0, 1, 9, len(text) // 2, len(text), len(text) + 5):
+        counts = count_words_streaming(src, stop=stop, chunk_chars=chunk)
+        assert counts == Counter(tokenize(text[:stop], newline="<eos>"))
+        if counts:
+            assert build_word_vocab_streaming(src, stop=stop, chunk_chars=chunk) == WordVocab.from_text(text[:stop])
+    with pytest.raises(ValueError, match="stop: expected None or an int >= 0, got -1"):
+        count_words_streaming(src, stop=-1)
 
 
 def test_large_vocabulary_uses_uint32(tmp_path):
@@ -282,6 +326,14 @@ def test_save_and_load_split(tmp_path, shuffle):
     assert back.source_sha256 == sha256_file(src)
     for name in s.parts:
         assert np.arange(30)[back.part(name)].tolist() == np.arange(30)[s.part(name)].tolist()
+
+
+def test_a_split_keeps_the_order_of_its_indices(tmp_path):
+    # make_split sorts each part; a split made elsewhere may keep a meaningful order (training order)
+    s = Split(5, "indices", {"train": np.array([3, 0, 4]), "val": np.array([2, 1])}, {"train": 0.6, "val": 0.4})
+    save_split(tmp_path / "split.json", s)
+    back = load_split(tmp_path / "split.json")
+    assert back.part("train").tolist() == [3, 0, 4] and back.apply(list("abcde"))["val"] == ["c", "b"]
 
 
 def test_load_or_make_split_reuses_and_detects_a_changed_source(tmp_path):

@@ -411,6 +411,32 @@ def test_eval_batches_rows_are_contiguous_streams(n, B, T):
     assert sorted(seen) == list(range(n - 1))
 
 
+def _eval_batches_whole_grid(tokens, B, T):
+    # the earlier implementation, which built the (B, n_batches*T) grid at once: the reference
+    arr = np.asarray(tokens)
+    n_pred = len(arr) - 1
+    L = -(-n_pred // B)
+    width = -(-L // T) * T
+    pos = np.arange(B)[:, None] * L + np.arange(width)[None, :]
+    valid = (np.arange(width)[None, :] < L) & (pos < n_pred)
+    src = np.minimum(pos, n_pred - 1)
+    xs, ys = np.where(valid, arr[src], 0).astype(arr.dtype), np.where(valid, arr[src + 1], 0).astype(arr.dtype)
+    ms = valid.astype(np.float32)
+    return [(xs[:, k : k + T], ys[:, k : k + T], ms[:, k : k + T]) for k in range(0, width, T)]
+
+
+@pytest.mark.parametrize(("n", "B", "T"), [(2, 1, 1), (2, 5, 3), (100, 4, 7), (1000, 7, 13), (10, 16, 4), (64, 8, 8)])
+@pytest.mark.parametrize("dtype", [np.int64, np.uint16])
+def test_eval_batches_are_built_a_batch_at_a_time_with_the_same_values(n, B, T, dtype):
+    tokens = np.random.default_rng(n).integers(0, 60, n).astype(dtype)
+    got = list(iterate_eval_batches(tokens, B, T))
+    want = _eval_batches_whole_grid(tokens, B, T)
+    assert len(got) == len(want)
+    for (x, y, m), (wx, wy, wm) in zip(got, want, strict=True):
+        assert x.dtype == dtype and y.dtype == dtype and m.dtype == np.float32
+        assert x.flags.c_contiguous and np.array_equal(x, wx) and np.array_equal(y, wy) and np.array_equal(m, wm)
+
+
 def test_eval_batches_errors():
     with pytest.raises(ValueError, match="need at least 2 tokens to evaluate, got 1"):
         list(iterate_eval_batches(np.array([3]), 2, 4))

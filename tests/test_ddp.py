@@ -56,6 +56,9 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
 
     # rank 0 alone wrote the run folder and printed the result, once
     assert ddp.stdout.count('"run"') == 1
+    # one token file and split, written by rank 0 and mapped by both ranks: the single process's
+    for name in ("tokens.bin", "tokens.bin.json", "split.json"):
+        assert (two / "data" / name).read_bytes() == (one / "data" / name).read_bytes(), name
     assert json.loads(ddp.stdout.strip().splitlines()[-1])["step"] == 8
     a, b = _curve(one), _curve(two)
     assert [r["step"] for r in a] == [r["step"] for r in b] == [2, 4, 6, 8]

@@ -249,3 +249,57 @@ def test_load_state_dict_checks_names_and_shapes():
         m.load_state_dict({**sd, "weight_hh_l0": np.zeros((4, 4))})
     with pytest.raises(ValueError, match=r"missing \['bias_hh_l0'\]"):
         m.load_state_dict({k: v for k, v in sd.items() if k != "bias_hh_l0"})
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize(
+    ("cell", "layers", "bidirectional"), [("lstm", 2, True), ("gru", 1, False), ("rnn_tanh", 2, False)]
+)
+def test_results_are_not_views_of_the_reused_buffers(cell, layers, bidirectional, batch):
+    # the layer reuses its internal buffers from call to call: what it hands out must be copies
+    m = make_layer(cell, 4, 6, num_layers=layers, bidirectional=bidirectional, dtype=np.float64, seed=0)
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.standard_normal((2, 5, batch, 4))
+    out1, s1 = m.forward(x1)
+    dx1, ds1 = m.backward(np.ones_like(out1))
+
+    def arrays(v):
+        return list(v) if isinstance(v, tuple) else [v]
+
+    handed_out = [out1, dx1, *arrays(s1), *arrays(ds1)]
+    kept = [a.copy() for a in handed_out]
+    g1 = {k: v.copy() for k, v in m.grads.items()}
+    out2, _ = m.forward(x2)
+    m.backward(2 * np.ones_like(out2))
+    for a, b in zip(kept, handed_out, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # and the second step's gradients are those of a fresh layer on x2, added to the first step's
+    fresh = make_layer(cell, 4, 6, num_layers=layers, bidirectional=bidirectional, dtype=np.float64, seed=0)
+    out_f, _ = fresh.forward(x2)
+    fresh.backward(2 * np.ones_like(out_f))
+    np.testing.assert_allclose(out_f, out2, atol=1e-12)
+    for k in g1:
+        np.testing.assert_allclose(m.grads[k], g1[k] + fresh.grads[k], atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_training_step_allocates_little_after_the_first(cell):
+    import tracemalloc
+
+    m = make_layer(cell, 32, 64, dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).standard_normal((64, 16, 32)).astype(np.float32)
+    dout = np.ones((64, 16, 64), dtype=np.float32)
+    peaks = []
+    tracemalloc.start()
+    try:
+        for _ in range(2):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            m.forward(x)
+            m.backward(dout)
+            peaks.append(tracemalloc.get_traced_memory()[1] - before)
+    finally:
+        tracemalloc.stop()
+    # the first step creates the buffers (gate activations and gradients, the input projection);
+    # the second only allocates what it hands out (output, input gradient) and small temporaries
+    assert peaks[1] < 0.5 * peaks[0], peaks

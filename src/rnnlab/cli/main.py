@@ -22,9 +22,11 @@ then trains, resumes, writes the run folder and prints the last metrics record a
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -148,7 +150,9 @@ class TaskSpec:
         help: one line for `rnnlab train --help`. description: for `rnnlab train TASK --help`.
         add_arguments: adds the task's own options to its parser (defaults must be None, so that
             the TOML file and `defaults` can fill what the command line leaves out).
-        build: (args, options) -> (Task, TrainConfig); options are the resolved values.
+        build: (args, options) -> (Task, TrainConfig); options are the resolved values, plus
+            `_run_dir` (the run folder, a Path) for a task that keeps data files in it (a fresh
+            run that fails before its first checkpoint removes the folder it created).
         defaults: option -> default value where neither a flag nor the TOML file gives one;
             a callable gets the partly resolved options and returns the dict (recipes that
             depend on the data).
@@ -342,19 +346,38 @@ RESUME_OPTIONS = {"max_steps", "max_time", "checkpoint_every", "device", "thread
 
 def run_task(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train a registered task with the torch `Trainer` (fresh or `--resume`), print the last record."""
-    from ..training.trainer import Trainer, log_to_stderr
+    from ..training.checkpoint import MANIFEST
+    from ..training.trainer import BEST_DIR
 
     if args.resume:
         task, config, out = _resume(spec, args, parser)
-    else:
-        defaults = {**COMMON_DEFAULTS}
-        options = resolve_options(args, parser, {})
-        spec_defaults = spec.defaults(options) if callable(spec.defaults) else spec.defaults
-        defaults.update(spec_defaults)
-        options = resolve_options(args, parser, defaults)
-        assert spec.build is not None
-        task, config = spec.build(args, options)
-        out = Path(options["out"]) if options.get("out") else _default_out(options.get("data"), spec.name)
+        _fit(task, config, out, args)
+        return 0
+    defaults = {**COMMON_DEFAULTS}
+    options = resolve_options(args, parser, {})
+    spec_defaults = spec.defaults(options) if callable(spec.defaults) else spec.defaults
+    defaults.update(spec_defaults)
+    options = resolve_options(args, parser, defaults)
+    assert spec.build is not None
+    out = Path(options["out"]) if options.get("out") else _default_out(options.get("data"), spec.name)
+    # a task may write its data into the run folder while it is built (the lm task's token file
+    # and split); a run that ends before its first checkpoint takes the folder it created with it
+    created = not out.exists()
+    try:
+        task, config = spec.build(args, {**options, "_run_dir": out})
+        _fit(task, config, out, args)
+    except Exception:  # not on Ctrl-C: an interrupted run keeps what it wrote
+        saved = (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
+        if created and not saved and os.environ.get("RANK", "0") == "0":
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return 0
+
+
+def _fit(task: Any, config: TrainConfig, out: Path, args: argparse.Namespace) -> None:
+    """Train `task` into the run folder `out` (fresh or `--resume`) and print the last record (rank 0)."""
+    from ..training.trainer import Trainer, log_to_stderr
+
     quiet = bool(getattr(args, "quiet", False))
     trainer = Trainer(
         task, config, out, resume=bool(args.resume), progress=not quiet, log=None if quiet else log_to_stderr
@@ -364,8 +387,13 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, parser: argparse.Argument
     record = trainer.fit()
     if trainer.is_main:
         print(json.dumps({"run": str(out), **record}))
+    if trainer.dist.enabled:
+        # The DistributedDataParallel wrapper holds the process group: free it before the group is
+        # destroyed, so that gloo's threads stop now and not while the interpreter shuts down (where
+        # they sometimes abort the process after a successful run).
+        del trainer
+        gc.collect()
     _shutdown_distributed()
-    return 0
 
 
 def _shutdown_distributed() -> None:
@@ -374,6 +402,9 @@ def _shutdown_distributed() -> None:
     except ImportError:
         return
     if dist.is_available() and dist.is_initialized():
+        # every rank reaches this point before any tears the group down: a rank that exits while
+        # another still has gloo work in flight can abort in gloo's threads at interpreter exit
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -424,11 +455,12 @@ def _resume(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentP
     config = TrainConfig.from_dict({**saved, **changes})
     if spec.name == "lm":
         from ..data.words import vocab_from_json
-        from ..training.lm_task import LMTask, load_lm_splits
+        from ..training.lm_task import LMTask, open_run_splits
 
         vocab_json = dict(ckpt.configs["vocab"])
         vocab_json.pop("per_line", None)
-        data = load_lm_splits(config, vocab_from_json(vocab_json))
+        # the run's own token file and split, checked against the data file: never recomputed
+        data = open_run_splits(run, config, vocab_from_json(vocab_json))
         task = LMTask(data, ModelConfig.from_dict(ckpt.configs["model_config"]), config)
     else:
         assert spec.build is not None
@@ -519,11 +551,14 @@ def _lm_model_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _build_lm(args: argparse.Namespace, options: dict[str, Any]):
-    from ..training.lm_task import LMTask, load_lm_splits
+    from ..training.lm_task import DATA_DIR, LMTask, load_lm_splits, prepare_lm_splits
 
     config = train_config_from(options, engine="torch", per_line=bool(options["per_line"]))
     ModelConfig(vocab_size=1, **_lm_model_options(options))  # option errors before the data is read
-    data = load_lm_splits(config)  # every data error surfaces here, before anything is written
+    # every data error that can be found before writing surfaces here, before anything is written;
+    # then the token file and the split go to RUN/data (see lm_task)
+    run_dir = options.get("_run_dir")
+    data = prepare_lm_splits(config, Path(run_dir) / DATA_DIR) if run_dir is not None else load_lm_splits(config)
     model_config = ModelConfig(vocab_size=len(data.vocab), **_lm_model_options(options))
     return LMTask(data, model_config, config), config
 
@@ -766,7 +801,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..data.text import CharVocab, DataError, read_text
     from ..data.words import WordVocab
     from ..training.lm import _encode_lines
-    from ..training.lm_task import _word_lines, load_lm_splits, load_run
+    from ..training.lm_task import _word_lines, load_run, open_run_splits
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
@@ -789,7 +824,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             tokens = vocab.encode(text) if isinstance(vocab, CharVocab) else vocab.encode_text(text)
         source = args.data
     else:
-        splits = load_lm_splits(loaded.train_config, vocab)
+        splits = open_run_splits(args.run, loaded.train_config, vocab)  # the saved split, checked
         tokens = splits.val if args.split == "val" else splits.test
         if tokens is None:
             raise ValueError(f"split: the run {args.run} has no test split (train with --per-line --test-size N)")

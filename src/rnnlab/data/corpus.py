@@ -10,6 +10,9 @@ file read-only with `np.memmap`: it acts like a 1-D array of ids, so `text.Strea
 The streaming reader treats the text exactly as `text.read_text` does (BOM dropped, `\\r\\n` ->
 `\\n`, the same errors for NUL bytes and invalid UTF-8), and an incremental decoder carries a
 multi-byte character split across two chunks, so the ids do not depend on the chunk size.
+`encode_to_memmap(..., cuts=[c])` encodes `text[:c]` and `text[c:]` each on its own (no word spans
+the cut: a word-level train/validation split) and records where the cut falls in tokens;
+`count_words_streaming(..., stop=c)` counts the words of `text[:c]` (the training vocabulary).
 
 Splits: `make_split` cuts N items (tokens, lines, examples) into named parts, contiguous or
 shuffled with a seed; `save_split`/`load_split` keep it as JSON with the sha256 of the source, and
@@ -33,7 +36,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,10 +183,51 @@ class TextStream:
         return piece
 
 
-def _word_pieces(stream: Iterator[str]) -> Iterator[str]:
-    """Re-cut text chunks at whitespace, so no word (or emoji sequence) is split between two pieces."""
+def _cut_at(pieces: Iterable[str], cuts: Sequence[int]) -> Iterator[str | None]:
+    """The text of `pieces`, cut at the character offsets `cuts` (ascending): None marks each cut.
+
+    Raises:
+        ValueError: a cut lies beyond the end of the text.
+    """
+    k, pos = 0, 0
+    for piece in pieces:
+        while k < len(cuts) and cuts[k] <= pos + len(piece):
+            head, piece = piece[: cuts[k] - pos], piece[cuts[k] - pos :]
+            if head:
+                yield head
+            pos += len(head)
+            k += 1
+            yield None
+        if piece:
+            yield piece
+            pos += len(piece)
+    if k < len(cuts):
+        raise ValueError(f"cuts: expected offsets within the text's {pos} characters, got {cuts[k]}")
+
+
+def _head(pieces: Iterable[str], stop: int) -> Iterator[str]:
+    """The first `stop` characters of the text of `pieces` (all of it if shorter), as `text[:stop]`."""
+    left = stop
+    for piece in pieces:
+        if left <= 0:
+            return
+        yield piece[:left]
+        left -= len(piece)
+
+
+def _word_pieces(stream: Iterable[str | None]) -> Iterator[str | None]:
+    """Re-cut text chunks at whitespace, so no word (or emoji sequence) is split between two pieces.
+
+    A None in `stream` (a cut, from `_cut_at`) is passed on after the text before it: no word spans it.
+    """
     carry = ""
     for piece in stream:
+        if piece is None:
+            if carry:
+                yield carry
+            carry = ""
+            yield None
+            continue
         text = carry + piece
         i = len(text)
         while i > 0 and not text[i - 1].isspace():
@@ -212,6 +256,42 @@ def build_char_vocab_streaming(path: str | os.PathLike[str], *, chunk_chars: int
     return CharVocab(sorted(chars))
 
 
+def count_words_streaming(
+    path: str | os.PathLike[str],
+    *,
+    lower: bool = False,
+    newline: bool = True,
+    stop: int | None = None,
+    chunk_chars: int = DEFAULT_CHUNK,
+) -> Counter[str]:
+    """How often each token of `tokenize` occurs in a file (or its first `stop` characters), streaming.
+
+    Args:
+        path: the UTF-8 text file.
+        lower, newline: as for `WordVocab.from_text` (newline: line ends count as `<eos>`).
+        stop: count only the first `stop` characters, as `read_text(path)[:stop]` (a training
+            split); None: the whole file.
+        chunk_chars: bytes read per step (see `TextStream`).
+
+    Returns:
+        token -> count; `counts.total()` is the number of tokens.
+
+    Example:
+        >>> count_words_streaming("big.txt").most_common(2)        # doctest: +SKIP
+        [('the', 27643), (',', 21421)]
+    """
+    if stop is not None and (isinstance(stop, bool) or not isinstance(stop, int) or stop < 0):
+        raise ValueError(f"stop: expected None or an int >= 0, got {stop!r}")
+    counts: Counter[str] = Counter()
+    pieces: Iterable[str] = TextStream(path, chunk_chars)
+    if stop is not None:
+        pieces = _head(pieces, stop)
+    for piece in _word_pieces(pieces):
+        assert piece is not None  # no cuts were asked for
+        counts.update(tokenize(piece, lower=lower, newline=EOS if newline else None))
+    return counts
+
+
 def build_word_vocab_streaming(
     path: str | os.PathLike[str],
     *,
@@ -219,19 +299,25 @@ def build_word_vocab_streaming(
     max_size: int | None = None,
     lower: bool = False,
     newline: bool = True,
+    stop: int | None = None,
     chunk_chars: int = DEFAULT_CHUNK,
 ) -> WordVocab:
     """The word vocabulary of a file (as `WordVocab.from_text(read_text(path), ...)`), in one streaming pass.
 
     Memory grows with the number of distinct words, not with the file.
 
+    Args:
+        path: the UTF-8 text file.
+        min_freq, max_size, lower, newline: as for `WordVocab.from_text`.
+        stop: build it from the first `stop` characters only (a training split:
+            `WordVocab.from_text(read_text(path)[:stop])`); None: the whole file.
+        chunk_chars: bytes read per step (see `TextStream`).
+
     Example:
         >>> build_word_vocab_streaming("big.txt", min_freq=3)      # doctest: +SKIP
         WordVocab(size=33278, level='word', specials=['<pad>', '<unk>', '<eos>'])
     """
-    counts: Counter[str] = Counter()
-    for piece in _word_pieces(iter(TextStream(path, chunk_chars))):
-        counts.update(tokenize(piece, lower=lower, newline=EOS if newline else None))
+    counts = count_words_streaming(path, lower=lower, newline=newline, stop=stop, chunk_chars=chunk_chars)
     return WordVocab.from_counts(counts, min_freq=min_freq, max_size=max_size, lower=lower)
 
 
@@ -263,6 +349,7 @@ def encode_to_memmap(
     *,
     chunk_chars: int = DEFAULT_CHUNK,
     newline: bool | None = None,
+    cuts: Sequence[int] = (),
 ) -> MemmapTokens:
     """Encode a text file chunk by chunk into a binary file of token ids, plus its JSON header.
 
@@ -275,12 +362,17 @@ def encode_to_memmap(
             crash never leaves a half-written pair that looks complete.
         chunk_chars: bytes read per step (see `TextStream`).
         newline: word vocabularies: line ends become `<eos>`; default: when it has `<eos>`.
+        cuts: ascending character offsets into the text where it is cut into segments that are
+            encoded on their own, so that no word spans a cut: the ids equal the concatenated
+            `vocab.encode_text(text[a:b])` of the segments (a word-level train/validation split).
+            The header then records `cuts` and `token_cuts`, the token offset of each cut.
 
     Returns:
         The written tokens, opened as `MemmapTokens`.
 
     Raises:
         DataError: as `read_text`; a character not in a `CharVocab` (with its line number).
+        ValueError: `cuts` not ascending, or beyond the end of the text.
 
     Example:
         >>> tokens = encode_to_memmap("input.txt", vocab, "input.bin")      # doctest: +SKIP
@@ -292,22 +384,29 @@ def encode_to_memmap(
     out = Path(out_path)
     if out.is_dir():
         raise ValueError(f"out_path: expected a file path, got a directory: {out_path}")
+    cuts = list(cuts)
+    if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0 for c in cuts) or cuts != sorted(cuts):
+        raise ValueError(f"cuts: expected ascending character offsets >= 0, got {cuts!r}")
+    cuts = [int(c) for c in cuts]
     out.parent.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(np.uint16) if len(vocab) <= 1 << 16 else np.dtype(np.uint32)
     stream = TextStream(text_path, chunk_chars)
+    pieces: Iterator[str | None] = _cut_at(stream, cuts)
     if isinstance(vocab, WordVocab):
         if newline is None:
             newline = vocab.eos_id is not None
-        pieces: Iterator[str] = _word_pieces(iter(stream))
-    else:
-        pieces = iter(stream)
+        pieces = _word_pieces(pieces)
 
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     length = 0
+    token_cuts: list[int] = []
     lines_before = 0  # line ends in the text already encoded, for error messages
     try:
         with os.fdopen(fd, "wb") as f:
             for piece in pieces:
+                if piece is None:
+                    token_cuts.append(length)
+                    continue
                 if isinstance(vocab, WordVocab):
                     ids = vocab.encode_text(piece, newline=newline)
                 else:
@@ -335,6 +434,8 @@ def encode_to_memmap(
             "newline": bool(newline) if isinstance(vocab, WordVocab) else None,
             "vocab": vocab.to_json(),
         }
+        if cuts:
+            header.update(cuts=cuts, token_cuts=token_cuts)
         # an old header must not outlive the file it describes, even if we crash before the new one
         header_path(out).unlink(missing_ok=True)
         os.replace(tmp, out)
@@ -449,8 +550,10 @@ class Split:
 
     Attributes:
         num_items: N.
-        kind: "offsets" (each part a range `[start, stop)`, in order) or "indices" (each part a
-            sorted int64 index array, the items shuffled with `seed` first).
+        kind: "offsets" (each part a range `[start, stop)`, in order) or "indices" (each part an
+            int64 index array: sorted by `make_split`, the items shuffled with `seed` first; a
+            split made elsewhere may keep a meaningful order, e.g. the order training reads the
+            items in, and saving and loading keep it).
         parts: part name -> (start, stop) or index array.
         fractions: the requested share of each part.
         seed: the shuffle seed ("indices"), else None.

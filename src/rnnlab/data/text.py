@@ -602,20 +602,17 @@ def iterate_eval_batches(
         raise ValueError(f"tokens: need at least 2 tokens to evaluate, got {len(arr)}")
     L = -(-n_pred // B)
     n_batches = -(-L // T)
-    width = n_batches * T
-    # cell (b, j) of a (B, width) grid holds prediction b*L + j; cells past the end of stream b
-    # (j >= L) or past the data are padding
-    pos = np.arange(B)[:, None] * L + np.arange(width)[None, :]
-    valid = (np.arange(width)[None, :] < L) & (pos < n_pred)
-    src = np.minimum(pos, n_pred - 1)
-    xs = np.where(valid, arr[src], 0).astype(arr.dtype)
-    ys = np.where(valid, arr[src + 1], 0).astype(arr.dtype)
-    ms = valid.astype(np.float32)
-    assert int(ms.sum()) == n_pred
+    # cell (b, j) of a (B, n_batches*T) grid holds prediction b*L + j; cells past the end of
+    # stream b (j >= L) or past the data are padding. Built one batch of columns at a time, so
+    # memory stays O(B*T) and a memory-mapped split is read a batch at a time, never whole.
+    rows = np.arange(B)[:, None] * L
     for k in range(n_batches):
-        cols = slice(k * T, (k + 1) * T)
+        cols = np.arange(k * T, (k + 1) * T)[None, :]
+        pos = rows + cols
+        valid = (cols < L) & (pos < n_pred)
+        src = np.minimum(pos, n_pred - 1)
         yield (
-            np.ascontiguousarray(xs[:, cols]),
-            np.ascontiguousarray(ys[:, cols]),
-            np.ascontiguousarray(ms[:, cols]),
+            np.where(valid, arr[src], 0).astype(arr.dtype),
+            np.where(valid, arr[src + 1], 0).astype(arr.dtype),
+            valid.astype(np.float32),
         )

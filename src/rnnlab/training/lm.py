@@ -119,6 +119,7 @@ def evaluate(model: LanguageModel, tokens: np.ndarray, batch_size: int = 128, se
     total, count, state = 0.0, 0.0, None
     try:
         for x, y, mask in iterate_eval_batches(tokens, batch_size, seq_len):
+            x, y = x.astype(np.int64, copy=False), y.astype(np.int64, copy=False)  # memory-mapped ids are uint16/32
             logits, state = model.forward(x, state)
             loss, _ = cross_entropy(logits, y, mask=mask, reduction="sum")
             model.rnn._cache = None  # no backward will follow; drop the activations

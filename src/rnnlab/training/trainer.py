@@ -162,6 +162,23 @@ class Distributed:
         return Distributed(int(os.environ.get("RANK", "0")), world)
 
 
+def init_distributed(device: torch.device) -> None:
+    """Join the `torchrun` job's process group (gloo on CPU, nccl on CUDA), unless already joined.
+
+    The trainer calls it; a task's data preparation may call it earlier, to let rank 0 write
+    shared files while the other ranks wait (see `lm_task.prepare_lm_splits`).
+
+    Args:
+        device: this process's device (`select_device`).
+    """
+    if torch.distributed.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend=backend)
+
+
 # ---------------------------------------------------------------------------------------------
 # the task interface
 
@@ -428,11 +445,8 @@ class Trainer:
         self.log = log if self.is_main else None
         self.device = select_device(config.device)
         self.autocast_dtype = self._autocast_dtype()
-        if self.dist.enabled and not torch.distributed.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            if self.device.type == "cuda":
-                torch.cuda.set_device(self.device)
-            torch.distributed.init_process_group(backend=backend)
+        if self.dist.enabled:
+            init_distributed(self.device)
         task.setup(self.device, self.dist.rank, self.dist.world_size)
 
         # torch's generator drives dropout; each rank gets its own stream
