@@ -606,8 +606,8 @@ rather than in the Python interpreter:
 - **Input projection of all steps in one GEMM.** `W_ih x_t + b` for all T steps is one
   (G, I) x (I, T·B) product before the time loop, so the loop only adds the recurrent part.
 - **Weight gradients of all steps in one GEMM.** The backward loop only stores the gate
-  pre-activation gradients `dG_t`, straight into a (G, T, B) buffer that is a (G, T·B) matrix
-  without a copy; afterwards `dW_ih`, the bias gradient and `dW_hh` are column blocks of one product
+  pre-activation gradients `dG_t` (one contiguous block per step; a single transposing copy then
+  makes them a (G, T·B) matrix); afterwards `dW_ih`, the bias gradient and `dW_hh` are column blocks of one product
   `dG Zᵀ` with `z_t = [x_t; 1; h_{t-1}]` and time and batch flattened together
   (`dW = Σ_t dG_t z_tᵀ`), and `dx = W_ihᵀ dG` is one more. Per step, the backward loop does one
   matrix product (`W_hhᵀ dG_t`, with `W_hhᵀ` copied to a contiguous array once) and a few

@@ -42,10 +42,9 @@ GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 # (H, B) block. `xg` is the input projection W_ih x_t + b for every step in processing order (a
 # reversed view for the backward direction). Each forward returns the hidden states hs (T+1, H, B)
 # with hs[0] = h0, and a cache. Each backward takes W_hhᵀ as a contiguous (H, G) array, writes the
-# gradient of the input projection into dGi (G, T, B) and that of the recurrent pre-activation
-# into dGh (G, T, B) (the same array except for GRU, whose b_hn sits inside r ⊙ (·)), both given
-# in processing order, and returns the gradient of the initial state. The (G, T, B) layout makes
-# dGi a (G, T·B) matrix for the weight gradients without a copy. `ws` is an optional `Workspace`
+# gradient of the input projection into dGi (T, G, B) and that of the recurrent pre-activation into
+# dGh (T, G, B) (the same array except for GRU, whose b_hn sits inside r ⊙ (·)), both given in
+# processing order, and returns the gradient of the initial state. `ws` is an optional `Workspace`
 # whose buffers replace fresh allocations.
 #
 # σ(x) = ½ tanh(x/2) + ½: the σ gates' rows of W_ih, W_hh and the biases come in pre-scaled by ½
@@ -126,17 +125,16 @@ def rnn_backward(dhs, dhT, hs, cache, W_hhT, dG, ws=_FRESH):
     relu = cache
     T, H, B = dhs.shape
     dh = np.zeros((H, B), dtype=dhs.dtype) if dhT is None else dhT.copy()  # (H, B)
-    da = _empty(ws, "da", (H, B), dhs.dtype)
     for t in range(T - 1, -1, -1):
         dh += dhs[t]
         h = hs[t + 1]  # (H, B)
+        da = dG[t]  # (H, B)
         if relu:
             np.multiply(dh, h > 0, out=da)
         else:
             np.multiply(h, h, out=da)  # tanh' = 1 - h²
             np.subtract(1, da, out=da)
             da *= dh
-        dG[:, t] = da
         np.matmul(W_hhT, da, out=dh)  # (H, B)
     return (dh,)
 
@@ -178,7 +176,6 @@ def lstm_backward(dhs, dhT, dcT, hs, cache, W_hhT, dG, ws=_FRESH):
     dt = dhs.dtype
     dh = np.zeros((H, B), dtype=dt) if dhT is None else dhT.copy()  # (H, B)
     dc = np.zeros((H, B), dtype=dt) if dcT is None else dcT.copy()  # (H, B)
-    d = _empty(ws, "d", (G, B), dt)  # (4H, B) pre-activation gradients of one step
     deriv = _empty(ws, "deriv", (G, B), dt)
     tmp = _empty(ws, "tmp", (H, B), dt)
     for t in range(T - 1, -1, -1):
@@ -186,7 +183,7 @@ def lstm_backward(dhs, dhT, dcT, hs, cache, W_hhT, dG, ws=_FRESH):
         a = acts[t]
         i, f, g, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
         tc = tcs[t]
-        # d holds the activation gradients first, then (times the gate derivatives) the pre-activation ones
+        d = dG[t]  # (4H, B): activation gradients first, then times the gate derivatives
         di, df, dg, do = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
         np.multiply(dh, tc, out=do)
         np.multiply(tc, tc, out=tmp)  # dc += dh ⊙ o ⊙ (1 - tanh²(c))
@@ -204,7 +201,6 @@ def lstm_backward(dhs, dhT, dcT, hs, cache, W_hhT, dG, ws=_FRESH):
         np.add(g, 1, out=tmp)
         deriv[2 * H : 3 * H] *= tmp
         d *= deriv
-        dG[:, t] = d
         dc *= f
         np.matmul(W_hhT, d, out=dh)  # (H, B)
     return (dh, dc)
@@ -247,17 +243,15 @@ def gru_backward(dhs, dhT, hs, cache, W_hhT, dGi, dGh, ws=_FRESH):
     """Backward through h = (1-z) n + z h_{t-1}, n = tanh(xn + r ⊙ ghn), [r z] = σ(·)."""
     acts, ghn = cache
     T, H, B = dhs.shape
-    G = 3 * H
     dt = dhs.dtype
     dh = np.zeros((H, B), dtype=dt) if dhT is None else dhT.copy()
-    di = _empty(ws, "di", (G, B), dt)  # grads of the input projection, one step
-    dgh = _empty(ws, "dgh", (G, B), dt)  # grads of W_hh h + b_hh, one step
     tmp = _empty(ws, "tmp", (H, B), dt)
     dhh = _empty(ws, "dhh", (H, B), dt)
     for t in range(T - 1, -1, -1):
         dh += dhs[t]
         a = acts[t]
         r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
+        di = dGi[t]
         dr, dz, dn = di[:H], di[H : 2 * H], di[2 * H :]
         np.subtract(1, z, out=dn)  # dn_pre = dh ⊙ (1 - z) ⊙ (1 - n²)
         dn *= dh
@@ -273,10 +267,9 @@ def gru_backward(dhs, dhT, hs, cache, W_hhT, dGi, dGh, ws=_FRESH):
         np.subtract(1, r, out=tmp)
         tmp *= r
         dr *= tmp
+        dgh = dGh[t]
         dgh[: 2 * H] = di[: 2 * H]
         np.multiply(dn, r, out=dgh[2 * H :])
-        dGi[:, t] = di
-        dGh[:, t] = dgh
         np.matmul(W_hhT, dgh, out=dhh)  # (H, B)
         dh *= z
         dh += dhh
@@ -343,20 +336,29 @@ def direction_backward(mode, dout, dfinal, cache, W_ih, W_hh, has_bias, ws=_FRES
     G, H = W_hh.shape
     dt = x.dtype
     dout_p = dout[::-1] if reverse else dout  # processing order
-    # The kernels write each step's gate gradients straight into (G, T, B) buffers in original time
-    # order, so the weight gradients below see (G, T·B) matrices without a transposing copy.
-    dGi = _empty(ws, "dGi", (G, T, B), dt)
-    dGh = _empty(ws, "dGh", (G, T, B), dt) if mode == "GRU" else dGi
-    dGi_p, dGh_p = (dGi[:, ::-1], dGh[:, ::-1]) if reverse else (dGi, dGh)  # processing order, views
+    # The kernels write each step's gate gradients into a contiguous (G, B) block of (T, G, B)
+    # buffers (processing order: a reversed view for the backward direction); one transposing copy
+    # afterwards turns them into (G, T, B), i.e. (G, T·B) matrices for the weight gradients. Writing
+    # each step straight into (G, T, B) instead scatters G rows of B numbers, T·B apart, every step:
+    # measured 5.5 ms per LSTM backward (H 256, B 32, T 64), against 2.6 ms for block writes + copy.
+    dGs = _empty(ws, "dGs", (T, G, B), dt)
+    dGhs = _empty(ws, "dGhs", (T, G, B), dt) if mode == "GRU" else dGs
+    dGs_p, dGhs_p = (dGs[::-1], dGhs[::-1]) if reverse else (dGs, dGhs)  # processing order, views
     # (H, G) contiguous: the step product runs ~10% faster than on the transposed view of W_hh
     W_hhT = _empty(ws, "W_hhT", (H, G), dt)
     W_hhT[...] = W_hh.T
     if mode == "LSTM":
-        dstate = lstm_backward(dout_p, dfinal[0], dfinal[1], hs, kc, W_hhT, dGi_p, ws)
+        dstate = lstm_backward(dout_p, dfinal[0], dfinal[1], hs, kc, W_hhT, dGs_p, ws)
     elif mode == "GRU":
-        dstate = gru_backward(dout_p, dfinal[0], hs, kc, W_hhT, dGi_p, dGh_p, ws)
+        dstate = gru_backward(dout_p, dfinal[0], hs, kc, W_hhT, dGs_p, dGhs_p, ws)
     else:
-        dstate = rnn_backward(dout_p, dfinal[0], hs, kc, W_hhT, dGi_p, ws)
+        dstate = rnn_backward(dout_p, dfinal[0], hs, kc, W_hhT, dGs_p, ws)
+    dGi = _empty(ws, "dGi", (G, T, B), dt)
+    np.copyto(dGi, dGs.transpose(1, 0, 2))
+    dGh = dGi
+    if mode == "GRU":
+        dGh = _empty(ws, "dGh", (G, T, B), dt)
+        np.copyto(dGh, dGhs.transpose(1, 0, 2))
     dGi2 = dGi.reshape(G, T * B)  # (G, T·B) original order, a view
     dGh2 = dGh.reshape(G, T * B)
     # Every weight gradient is a product with Z = [x; 1; h_prev] (I+1+H, T·B): dW_ih, the bias and
