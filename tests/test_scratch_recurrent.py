@@ -303,3 +303,27 @@ def test_a_training_step_allocates_little_after_the_first(cell):
     # the first step creates the buffers (gate activations and gradients, the input projection);
     # the second only allocates what it hands out (output, input gradient) and small temporaries
     assert peaks[1] < 0.5 * peaks[0], peaks
+
+
+@pytest.mark.parametrize("view", ["whole", "reversed", "prefix", "strided rows", "into a slice"])
+def test_swap_time_feature_equals_the_transposed_copy(view):
+    from rnnlab.scratch.recurrent import _swap_time_feature
+
+    rng = np.random.default_rng(0)
+    src = rng.standard_normal((6, 5, 3)).astype(np.float32)  # (T, F, B)
+    if view == "reversed":
+        src = src[::-1]
+    elif view == "prefix":
+        src = src[:-1]
+    elif view == "strided rows":  # rows not contiguous: the element-wise fallback
+        src = rng.standard_normal((6, 5, 6))[:, :, ::2]
+    T, F, B = src.shape
+    if view == "into a slice":
+        big = np.zeros((F + 2, T, B), dtype=src.dtype)
+        _swap_time_feature(big[:F], src)
+        dst = big[:F]
+        assert not big[F:].any()
+    else:
+        dst = np.empty((F, T, B), dtype=src.dtype)
+        _swap_time_feature(dst, src)
+    np.testing.assert_array_equal(dst, src.transpose(1, 0, 2))
