@@ -211,3 +211,45 @@ def test_bad_input_is_one_line(tmp_path: Path, argv: list[str], needle: str) -> 
     assert needle in _one_line_error(rc, err)
     assert out == ""
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
+def test_eval_data_file_streams_through_a_temporary_token_file(
+    torch_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    import tempfile
+
+    import numpy as np
+
+    from rnnlab.training.lm_task import lm_loss_sums, load_run
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    import rnnlab.data.corpus as corpus
+
+    written = []
+
+    def spy(text_path, vocab, out_path, **kw):
+        written.append(Path(out_path))
+        return encode(text_path, vocab, out_path, **kw)
+
+    encode = corpus.encode_to_memmap
+    monkeypatch.setattr(corpus, "encode_to_memmap", spy)
+    part = TEXT[: len(TEXT) // 3]
+    path = tmp_path / "part.txt"
+    path.write_text(part, encoding="utf-8")
+    rc, out, err = run_cli(["eval", torch_run, "--data", path, "--engine", engine, "--batch-size", "3"])
+    assert rc == 0, err
+    result = json.loads(out)
+    loaded = load_run(torch_run, "torch")
+    total, count = lm_loss_sums(loaded.model, np.array(loaded.vocab.encode(part)), batch_size=3)
+    assert result["tokens"] == count == len(part) - 1
+    assert result["loss"] == pytest.approx(total / count, rel=1e-6 if engine == "torch" else 1e-5)
+    assert len(written) == 1 and written[0].parent.parent == scratch  # encoded to a file, not in memory
+    assert list(scratch.iterdir()) == []  # the token file went with its temporary folder
+
+    path.write_text("The cat sat.\nThe dog sat.\n", encoding="utf-8")  # TEXT has no 'g'
+    line = _one_line_error(*run_cli(["eval", torch_run, "--data", path, "--engine", engine])[::2])
+    assert "'g' (U+0067)" in line and "line 2" in line, line
+    assert list(scratch.iterdir()) == []

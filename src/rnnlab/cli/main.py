@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -779,7 +780,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "of a run on its own validation (or test) split, rebuilt from its saved options, or on a UTF-8 file.",
     )
     p.add_argument("run", help="run folder (or RUN/best)")
-    p.add_argument("--data", help="score this file instead (one item per line for per-line models)")
+    p.add_argument(
+        "--data",
+        help="score this file instead (one item per line for per-line models; running text is encoded chunk by "
+        "chunk into a temporary token file under TMPDIR, so it may be larger than memory)",
+    )
     p.add_argument(
         "--split", choices=["val", "test"], default="val", help="the run's split to score without --data (default: val)"
     )
@@ -795,13 +800,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rc = _tasks.eval_command(args)  # classify/tag/forecast/seq2seq runs; None for language models
     if rc is not None:
         return rc
-    import numpy as np
-
-    from ..data.names import read_lines
-    from ..data.text import CharVocab, DataError, read_text
-    from ..data.words import WordVocab
-    from ..training.lm import _encode_lines
-    from ..training.lm_task import _word_lines, load_run, open_run_splits
+    from ..training.lm_task import load_run
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
@@ -815,13 +814,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
             engine = "numpy"
     loaded = load_run(args.run, engine, device=args.device)
     vocab = loaded.vocab
+    with tempfile.TemporaryDirectory(prefix="rnnlab-eval-") as scratch:
+        return _eval_lm(args, engine, loaded, vocab, Path(scratch))
+
+
+def _eval_lm(args: argparse.Namespace, engine: str, loaded: Any, vocab: Any, scratch: Path) -> int:
+    """`rnnlab eval` for a language model; running text from --data is encoded into `scratch`."""
+    import numpy as np
+
+    from ..data.corpus import encode_to_memmap
+    from ..data.names import read_lines
+    from ..data.text import CharVocab, DataError
+    from ..data.words import WordVocab
+    from ..training.lm import _encode_lines
+    from ..training.lm_task import _word_lines, open_run_splits
+
     if args.data:
         if loaded.per_line:
             lines = read_lines(args.data)
             tokens = _encode_lines(vocab, lines) if isinstance(vocab, CharVocab) else _word_lines(vocab, lines)
         else:
-            text = read_text(args.data)
-            tokens = vocab.encode(text) if isinstance(vocab, CharVocab) else vocab.encode_text(text)
+            # chunk by chunk into a token file mapped from disk: a corpus larger than memory can be scored
+            tokens = encode_to_memmap(args.data, vocab, scratch / "tokens.bin").array
         source = args.data
     else:
         splits = open_run_splits(args.run, loaded.train_config, vocab)  # the saved split, checked
