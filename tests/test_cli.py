@@ -568,3 +568,47 @@ def test_gradcheck_bad_numbers(option: str, value: str) -> None:
     rc, out, err = run_cli(["gradcheck", option, value])
     assert option in _assert_one_line_error(rc, err)
     assert out == ""
+
+
+# A Python in which torch cannot be imported, as on a machine that ran only `make demo` (the app
+# extra has no torch): the path finder skips it, so `import torch` fails and find_spec says None.
+_WITHOUT_TORCH = """
+import importlib.machinery, sys
+class _NoTorch(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, path, target)
+sys.meta_path = [_NoTorch if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
+from rnnlab.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_numpy_runs_train_sample_and_score_without_torch(tmp_path: Path) -> None:
+    def run(*argv: object) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", _WITHOUT_TORCH, *map(str, argv)], capture_output=True, text=True, timeout=600
+        )
+
+    out = tmp_path / "names"
+    r = run("train", "--hidden-size", "16", "--max-steps", "4", "--eval-every", "2", "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "note: torch is not installed; training with --engine numpy" in r.stderr
+    assert math.isfinite(json.loads(r.stdout)["val_loss"])
+    r = run("sample", out, "--num-samples", "3", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.split()) == 3
+    r = run("eval", out)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["engine"] == "numpy" and math.isfinite(json.loads(r.stdout)["loss"])
+    for argv in (["train", "--help"], ["sample", "--help"], ["gradcheck", "--cell", "gru"]):
+        r = run(*argv)
+        assert r.returncode == 0, r.stderr
+    for argv in (["sample", out, "--engine", "torch"], ["train", "classify", "--out", tmp_path / "c"]):
+        r = run(*argv)
+        assert r.returncode == 2 and r.stdout == ""
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: this needs PyTorch, which is not installed"), r.stderr
+    assert not (tmp_path / "c").exists()

@@ -22,14 +22,9 @@ from rnnlab.config import ModelConfig, TrainConfig  # noqa: E402
 from rnnlab.data.corpus import MemmapTokens, load_split  # noqa: E402
 from rnnlab.data.text import CharVocab, DataError, StreamBatcher, iterate_eval_batches, read_text, split_text  # noqa: E402
 from rnnlab.data.words import WordVocab  # noqa: E402
-from rnnlab.training import lm_task  # noqa: E402
-from rnnlab.training.lm_task import (  # noqa: E402
-    LMTask,
-    lm_loss_sums,
-    load_lm_splits,
-    open_lm_splits,
-    open_run_splits,
-)
+from rnnlab.training import lm_data  # noqa: E402
+from rnnlab.training.lm_data import load_lm_splits, open_lm_splits, open_run_splits  # noqa: E402
+from rnnlab.training.lm_task import LMTask, lm_loss_sums  # noqa: E402
 
 TINY = [
     "--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "4", "--seq-len", "8",
@@ -124,7 +119,7 @@ def _config(path: Path | None, **kw) -> TrainConfig:
 def test_memmap_splits_equal_the_in_memory_encoding(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, level: str, chunk: int
 ) -> None:
-    monkeypatch.setattr(lm_task, "CHUNK_CHARS", chunk)  # small chunks cut characters, words and "\r\n"
+    monkeypatch.setattr(lm_data, "CHUNK_CHARS", chunk)  # small chunks cut characters, words and "\r\n"
     path = _write(tmp_path, TEXTS[kind])
     vocab, train, val = _old_encoding(path, level)
     if kind == "no_space_at_the_cut" and level == "word":
@@ -167,7 +162,7 @@ def test_per_line_splits_equal_the_in_memory_ones_and_record_the_lines(
         encode = lambda ls: rnnlab.training.lm._encode_lines(vocab, ls)  # noqa: E731
     else:
         vocab = WordVocab.from_text("\n".join(train) + "\n")
-        encode = lambda ls: lm_task._word_lines(vocab, ls)  # noqa: E731
+        encode = lambda ls: lm_data._word_lines(vocab, ls)  # noqa: E731
     assert splits.vocab == vocab and splits.tokens is None
     assert splits.train.tolist() == encode(train).tolist() and splits.val.tolist() == encode(val).tolist()
     assert (splits.test is None) if not test_size else splits.test.tolist() == encode(test).tolist()
@@ -199,8 +194,8 @@ def _no_whole_file_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(path):
         raise AssertionError(f"read_text({path!r}): running text must be streamed, not read whole")
 
-    for module in (rnnlab.data.text, rnnlab.data.names, rnnlab.training.lm, lm_task):
-        monkeypatch.setattr(module, "read_text", refuse, raising=False)  # lm_task: should it ever import it
+    for module in (rnnlab.data.text, rnnlab.data.names, rnnlab.training.lm, lm_data):
+        monkeypatch.setattr(module, "read_text", refuse, raising=False)  # lm_data: should it ever import it
 
 
 @pytest.mark.parametrize("level", ["char", "word"])

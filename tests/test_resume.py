@@ -21,7 +21,8 @@ torch = pytest.importorskip("torch")
 from rnnlab.cli.main import main  # noqa: E402
 from rnnlab.config import TrainConfig  # noqa: E402
 from rnnlab.training.checkpoint import load_safetensors  # noqa: E402
-from rnnlab.training.lm_task import LMTask, load_run  # noqa: E402
+from rnnlab.training.lm_run import load_run  # noqa: E402
+from rnnlab.training.lm_task import LMTask  # noqa: E402
 from rnnlab.training.trainer import Trainer  # noqa: E402
 
 TEXT = "".join(

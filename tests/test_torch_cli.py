@@ -221,7 +221,8 @@ def test_eval_data_file_streams_through_a_temporary_token_file(
 
     import numpy as np
 
-    from rnnlab.training.lm_task import lm_loss_sums, load_run
+    from rnnlab.training.lm_run import load_run
+    from rnnlab.training.lm_task import lm_loss_sums
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()

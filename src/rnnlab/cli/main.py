@@ -456,7 +456,8 @@ def _resume(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentP
     config = TrainConfig.from_dict({**saved, **changes})
     if spec.name == "lm":
         from ..data.words import vocab_from_json
-        from ..training.lm_task import LMTask, open_run_splits
+        from ..training.lm_data import open_run_splits
+        from ..training.lm_task import LMTask
 
         vocab_json = dict(ckpt.configs["vocab"])
         vocab_json.pop("per_line", None)
@@ -552,12 +553,13 @@ def _lm_model_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _build_lm(args: argparse.Namespace, options: dict[str, Any]):
-    from ..training.lm_task import DATA_DIR, LMTask, load_lm_splits, prepare_lm_splits
+    from ..training.lm_data import DATA_DIR, load_lm_splits
+    from ..training.lm_task import LMTask, prepare_lm_splits
 
     config = train_config_from(options, engine="torch", per_line=bool(options["per_line"]))
     ModelConfig(vocab_size=1, **_lm_model_options(options))  # option errors before the data is read
     # every data error that can be found before writing surfaces here, before anything is written;
-    # then the token file and the split go to RUN/data (see lm_task)
+    # then the token file and the split go to RUN/data (see training.lm_data)
     run_dir = options.get("_run_dir")
     data = prepare_lm_splits(config, Path(run_dir) / DATA_DIR) if run_dir is not None else load_lm_splits(config)
     model_config = ModelConfig(vocab_size=len(data.vocab), **_lm_model_options(options))
@@ -720,7 +722,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ..data.text import read_text
     from ..data.words import WordVocab
     from ..generation.sample import encode_prime, sample_lm
-    from ..training.lm_task import WordCodec, load_run
+    from ..training.lm_run import WordCodec, load_run
 
     loaded = load_run(args.run, args.engine, device=args.device)
     prime = read_text(args.prime_file).rstrip("\n") if args.prime_file else args.prime
@@ -800,7 +802,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rc = _tasks.eval_command(args)  # classify/tag/forecast/seq2seq runs; None for language models
     if rc is not None:
         return rc
-    from ..training.lm_task import load_run
+    from ..training.lm_run import load_run
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive integer, got {args.batch_size}")
@@ -827,7 +829,7 @@ def _eval_lm(args: argparse.Namespace, engine: str, loaded: Any, vocab: Any, scr
     from ..data.text import CharVocab, DataError
     from ..data.words import WordVocab
     from ..training.lm import _encode_lines
-    from ..training.lm_task import _word_lines, open_run_splits
+    from ..training.lm_data import _word_lines, open_run_splits
 
     if args.data:
         if loaded.per_line:
@@ -960,6 +962,15 @@ def _with_default_task(argv: list[str]) -> list[str]:
     return ["train", "lm", *rest]
 
 
+# optional dependencies a command may need, and what to tell a user who does not have them
+OPTIONAL_MODULES = {
+    "torch": "this needs PyTorch, which is not installed: pip install 'rnnlab[torch]' (the CPU build "
+    "torch==2.13.0; for a GPU, install PyTorch's CUDA build first, see the README); language models also "
+    "train, sample and score on the NumPy engine (--engine numpy)",
+    "matplotlib": "this needs matplotlib, which is not installed: pip install 'rnnlab[plots]'",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rnnlab` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -971,6 +982,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except ModuleNotFoundError as e:
+        if e.name not in OPTIONAL_MODULES:
+            raise  # a broken installation, not a user error: keep the traceback
+        print(f"error: {OPTIONAL_MODULES[e.name]}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, OSError) as e:  # user errors: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

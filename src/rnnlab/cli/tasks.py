@@ -251,7 +251,7 @@ TAG_DEFAULTS: dict[str, Any] = {
 
 
 def _add_tag_arguments(p: argparse.ArgumentParser) -> None:
-    from ..training.tag_task import TAG_COLUMNS
+    from ..data.conllu import TAG_COLUMNS
 
     d = TAG_DEFAULTS
     g = p.add_argument_group("tagging data (CoNLL-U)")
@@ -631,11 +631,11 @@ def eval_command(args: argparse.Namespace) -> int | None:
     Prints one JSON object: the run, the data, the number of examples and the task's metrics
     (loss; accuracy; mse, naive_mse...; token_accuracy, exact_match).
     """
-    import torch
-
     name = run_task_name(args.run)
     if name is None:
         return None
+    import torch
+
     task, model = load_task_run(
         args.run,
         device=getattr(args, "device", "cpu"),

@@ -33,6 +33,8 @@ from .text import DataError, read_text
 from .words import PAD, UNK, WordVocab
 
 COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+# the columns a tagger can predict: all but the token id and the word itself
+TAG_COLUMNS = tuple(c for c in COLUMNS if c not in ("id", "form"))
 """The 10 CoNLL-U columns, in file order."""
 
 IGNORE_INDEX = -100

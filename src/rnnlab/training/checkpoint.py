@@ -400,6 +400,7 @@ MANIFEST = "checkpoint.json"
 WEIGHTS_FILE = "model.safetensors"
 STATE_TENSORS_FILE = "train_state.safetensors"
 STATE_JSON_FILE = "train_state.json"
+BEST_DIR = "best"  # RUN/best/: the weights of the best evaluation so far (keep-best)
 _FORMAT = "rnnlab-checkpoint"
 _VERSION = 1
 _RESERVED = {"model", "train_state", "checkpoint"}

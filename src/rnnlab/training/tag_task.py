@@ -31,13 +31,18 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data.classify import LabelVocab, pad_batch
-from ..data.conllu import COLUMNS, IGNORE_INDEX, build_tagging_vocabs, char_ids, encode_tagging, read_conllu
+from ..data.conllu import (
+    IGNORE_INDEX,
+    TAG_COLUMNS,
+    build_tagging_vocabs,
+    char_ids,
+    encode_tagging,
+    read_conllu,
+)
 from ..data.words import WordVocab
 from ..torch.heads import Tagger, TaggerConfig, masked_token_stats
 from .classify_task import ExampleTask, data_path, held_out_split
 from .trainer import Carry
-
-TAG_COLUMNS = tuple(c for c in COLUMNS if c not in ("id", "form"))
 
 
 @dataclass(frozen=True)

@@ -80,14 +80,13 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from .checkpoint import MANIFEST, STATE_JSON_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import BEST_DIR, MANIFEST, STATE_JSON_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from .lm import TrainingError  # one error type for both engines: the CLI exits 1 on it
 from .progress import Progress
 from .state import global_rng_state, load_global_rng_state, load_optimizer_state, optimizer_state
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
-BEST_DIR = "best"
 FORMAT_VERSION = 1
 # below this many (batch row x parameter) products per step, a CPU run uses one thread (see Trainer._threads)
 SMALL_MODEL_WORK = 1_000_000
