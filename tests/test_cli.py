@@ -570,6 +570,9 @@ def test_gradcheck_bad_numbers(option: str, value: str) -> None:
     assert out == ""
 
 
+TORCH_TINY = ["--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "4", "--seq-len", "8", "--max-steps", "4",
+              "--eval-every", "2", "--threads", "1"]  # fmt: skip
+
 # A Python in which torch cannot be imported, as on a machine that ran only `make demo` (the app
 # extra has no torch): the path finder skips it, so `import torch` fails and find_spec says None.
 _WITHOUT_TORCH = """
@@ -606,6 +609,18 @@ def test_numpy_runs_train_sample_and_score_without_torch(tmp_path: Path) -> None
     for argv in (["train", "--help"], ["sample", "--help"], ["gradcheck", "--cell", "gru"]):
         r = run(*argv)
         assert r.returncode == 0, r.stderr
+    pytest.importorskip("torch")
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat. " * 200, encoding="utf-8")
+    torch_run = tmp_path / "torch"
+    rc, _, err = run_cli(["train", "lm", "--data", str(text), "--out", str(torch_run), "--quiet", *TORCH_TINY])
+    assert rc == 0, err
+    rc, numpy_sample, err = run_cli(["sample", str(torch_run), "--engine", "numpy", "--seed", "3", "--length", "40"])
+    assert rc == 0, err
+    r = run("sample", torch_run, "--seed", "3", "--length", "40")  # trained on torch, sampled without it
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == numpy_sample and len(r.stdout) > 40
+    assert r.stderr.strip() == "note: torch is not installed; sampling with --engine numpy (the same weights)"
     for argv in (["sample", out, "--engine", "torch"], ["train", "classify", "--out", tmp_path / "c"]):
         r = run(*argv)
         assert r.returncode == 2 and r.stdout == ""

@@ -708,7 +708,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         "--engine",
         choices=["torch", "numpy"],
         default=None,
-        help="engine to sample with (default: the one that trained the run)",
+        help="engine to sample with (default: the one that trained the run; numpy when torch is not installed)",
     )
     p.add_argument("--device", default="cpu", help="torch device for --engine torch (default: cpu)")
     _tasks.add_sample_arguments(p)  # --input, --beam-size, --horizon, ... for the other tasks' runs
@@ -725,6 +725,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from ..training.lm_run import WordCodec, load_run
 
     loaded = load_run(args.run, args.engine, device=args.device)
+    if loaded.engine != loaded.trained_engine and args.engine is None:
+        print("note: torch is not installed; sampling with --engine numpy (the same weights)", file=sys.stderr)
     prime = read_text(args.prime_file).rstrip("\n") if args.prime_file else args.prime
     is_word = isinstance(loaded.vocab, WordVocab)
     replacement = args.replacement

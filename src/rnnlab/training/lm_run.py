@@ -6,6 +6,7 @@ samples and scores on a machine without torch.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def load_run(run_dir: str | Path, engine: str | None = None, device: str = "cpu"
 
     Args:
         run_dir: the run folder (or its `best/` subfolder).
-        engine: 'torch' or 'numpy'; None: the engine that trained it.
+        engine: 'torch' or 'numpy'; None: the engine that trained it (NumPy if torch is not installed).
         device: torch device for engine 'torch'.
 
     Raises:
@@ -64,7 +65,9 @@ def load_run(run_dir: str | Path, engine: str | None = None, device: str = "cpu"
     per_line = bool(vocab_json.pop("per_line", False))
     vocab = vocab_from_json(vocab_json)
     trained = train_config.engine
-    engine = engine or trained
+    if engine is None:
+        # the engine that trained it; the NumPy twin when torch is not installed (same weights, same samples)
+        engine = trained if trained == "numpy" or importlib.util.find_spec("torch") is not None else "numpy"
     if engine not in ("torch", "numpy"):
         raise ValueError(f"engine: expected 'torch' or 'numpy', got {engine!r}")
     if engine == "torch":
