@@ -217,6 +217,37 @@ def test_training_reads_the_memory_mapped_tokens(tmp_path: Path, monkeypatch: py
     assert rc == 0, err
 
 
+def test_numpy_engine_trains_on_the_same_memory_mapped_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, TEXTS["non_ascii"])
+    _no_whole_file_reads(monkeypatch)
+    seen = []
+    train_lm = rnnlab.training.lm.train_lm
+
+    def spy(model_config, train_config, out_dir, data, **kw):
+        seen.append(data)
+        return train_lm(model_config, train_config, out_dir, data, **kw)
+
+    monkeypatch.setattr(rnnlab.training.lm, "train_lm", spy)
+    out = tmp_path / "run"
+    argv = ["--hidden-size", "8", "--embedding-dim", "4", "--batch-size", "2", "--seq-len", "4"]
+    rc, stdout, err = run_cli(["train", "--engine", "numpy", "--data", path, "--out", out, *argv, "--max-steps", "3",
+                               "--eval-every", "2", "--quiet"])  # fmt: skip
+    assert rc == 0, err
+    (data,) = seen
+    assert isinstance(data.train, np.memmap) and isinstance(data.val, np.memmap)  # batches come from the file
+    assert {p.name for p in (out / "data").iterdir()} == {"tokens.bin", "tokens.bin.json", "split.json"}
+    vocab, train, val = _old_encoding(path, "char")
+    assert data.vocab == vocab and np.asarray(data.train).tolist() == train.tolist()
+    assert np.asarray(data.val).tolist() == val.tolist()
+    rc, scored, err = run_cli(["eval", out, "--engine", "numpy"])  # on the saved split
+    assert rc == 0, err
+    assert json.loads(scored)["loss"] == pytest.approx(json.loads(stdout)["val_loss"], rel=1e-6)
+
+    path.write_bytes(b"\xff\xfe not UTF-8")  # a data error removes the run folder it created
+    rc, _, err = run_cli(["train", "--engine", "numpy", "--data", path, "--out", tmp_path / "bad", *argv, "--quiet"])
+    assert rc == 2 and err.startswith("error: ") and not (tmp_path / "bad").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # the run folder keeps its data; reopening reuses it; a changed source is refused
 

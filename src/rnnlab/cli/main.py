@@ -609,7 +609,9 @@ def _run_lm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _train_numpy(options: dict[str, Any]) -> int:
-    from ..training.lm import load_lm_data, train_lm
+    from ..training.checkpoint import MANIFEST
+    from ..training.lm import LMData, train_lm
+    from ..training.lm_data import DATA_DIR, load_lm_splits
 
     names = set(TrainConfig.__dataclass_fields__) - set(_TORCH_ONLY)
     train_config = train_config_from(
@@ -617,17 +619,27 @@ def _train_numpy(options: dict[str, Any]) -> int:
     )
     model_options = _lm_model_options(options)
     ModelConfig(vocab_size=1, **model_options)
-    data = load_lm_data(train_config)  # every data error surfaces here, before anything is written
-    model_config = ModelConfig(vocab_size=len(data.vocab), **model_options)
     out = Path(options["out"]) if options.get("out") else _default_out(options.get("data"), "lm")
     quiet = bool(options.get("quiet"))
     log = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    if log:
-        log(
-            f"data: {data.name}: {len(data.train):,} train / {len(data.val):,} val tokens, vocabulary {len(data.vocab)}; "
-            f"model: {model_config.cell} {model_config.num_layers}x{model_config.hidden_size} (numpy engine); run folder: {out}"
-        )
-    record = train_lm(model_config, train_config, out, data, progress=not quiet, log=log)
+    # the data path of the torch engine: running text streamed into memory-mapped ids in RUN/data
+    # (never read whole), the split saved beside them; a run that ends before its first checkpoint
+    # takes the folder it created with it
+    created = not out.exists()
+    try:
+        splits = load_lm_splits(train_config, data_dir=out / DATA_DIR)
+        data = LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line)  # type: ignore[arg-type]
+        model_config = ModelConfig(vocab_size=len(data.vocab), **model_options)
+        if log:
+            log(
+                f"data: {data.name}: {len(data.train):,} train / {len(data.val):,} val tokens, vocabulary {len(data.vocab)}; "
+                f"model: {model_config.cell} {model_config.num_layers}x{model_config.hidden_size} (numpy engine); run folder: {out}"
+            )
+        record = train_lm(model_config, train_config, out, data, progress=not quiet, log=log)
+    except Exception:  # not on Ctrl-C: an interrupted run keeps what it wrote
+        if created and not (out / MANIFEST).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     print(json.dumps({"run": str(out), **record}))
     return 0
 

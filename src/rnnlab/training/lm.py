@@ -237,7 +237,8 @@ def train_lm(
         model_config: the model; `vocab_size` must equal `len(data.vocab)`.
         train_config: the run (batching, optimiser, schedule, budget, evaluation).
         out_dir: run folder (created); holds the checkpoint and `metrics.jsonl`.
-        data: from `load_lm_data`.
+        data: from `load_lm_data` (in memory), or memory-mapped splits as the CLI builds them
+            (`training.lm_data.load_lm_splits`: running text never read whole).
         progress: show a progress bar on stderr.
         log: called with one line per evaluation (None: silent).
 
