@@ -26,7 +26,7 @@ from ..scratch import optim
 from ..scratch.clip import clip_grad_norm_, clip_grad_value_
 from ..scratch.losses import cross_entropy
 from ..scratch.models import LanguageModel
-from .checkpoint import MANIFEST, load_checkpoint, save_checkpoint
+from .checkpoint import MANIFEST, save_checkpoint
 from .progress import Progress
 
 METRICS_FILE = "metrics.jsonl"
@@ -193,19 +193,10 @@ def load_lm(run_dir: str | Path) -> LoadedLM:
     Example:
         >>> lm = load_lm("runs/names")         # doctest: +SKIP
     """
-    ckpt = load_checkpoint(run_dir)
-    for needed in ("model_config", "train_config", "vocab"):
-        if needed not in ckpt.configs:
-            raise DataError(f"checkpoint: {run_dir} has no {needed}.json")
-    model_config = ModelConfig.from_dict(ckpt.configs["model_config"])
-    train_config = TrainConfig.from_dict(ckpt.configs["train_config"])
-    vocab_json = dict(ckpt.configs["vocab"])
-    per_line = bool(vocab_json.pop("per_line", False))
-    vocab = CharVocab.from_json(vocab_json)
-    model = LanguageModel(model_config)
-    model.load_state_dict(ckpt.weights)
-    model.eval()
-    return LoadedLM(model, vocab, per_line, model_config, train_config)
+    from .lm_run import load_run  # it builds on this module's data code
+
+    run = load_run(run_dir, engine="numpy")
+    return LoadedLM(run.model, run.vocab, run.per_line, run.model_config, run.train_config)  # type: ignore[arg-type]
 
 
 def _refuse_torch_only_options(model_config: ModelConfig, train_config: TrainConfig) -> None:
