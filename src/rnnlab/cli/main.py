@@ -22,6 +22,7 @@ then trains, resumes, writes the run folder and prints the last metrics record a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib.util
 import json
@@ -29,7 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,11 +346,27 @@ def train_config_from(options: dict[str, Any], **fixed: Any) -> TrainConfig:
 RESUME_OPTIONS = {"max_steps", "max_time", "checkpoint_every", "device", "threads", "quiet", "data", "patience"}
 
 
+@contextlib.contextmanager
+def _removed_unless_saved(out: Path) -> Iterator[None]:
+    """A new run that fails before its first checkpoint takes the run folder it created with it.
+
+    Data may be written into the folder while a run is built (the LM's token file and split). Not
+    on Ctrl-C: an interrupted run keeps what it wrote. Under torchrun only rank 0 removes it.
+    """
+    from ..training.checkpoint import BEST_DIR, MANIFEST
+
+    created = not out.exists()
+    try:
+        yield
+    except Exception:
+        saved = (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
+        if created and not saved and os.environ.get("RANK", "0") == "0":
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
 def run_task(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train a registered task with the torch `Trainer` (fresh or `--resume`), print the last record."""
-    from ..training.checkpoint import MANIFEST
-    from ..training.trainer import BEST_DIR
-
     if args.resume:
         task, config, out = _resume(spec, args, parser)
         _fit(task, config, out, args)
@@ -361,17 +378,9 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, parser: argparse.Argument
     options = resolve_options(args, parser, defaults)
     assert spec.build is not None
     out = Path(options["out"]) if options.get("out") else _default_out(options.get("data"), spec.name)
-    # a task may write its data into the run folder while it is built (the lm task's token file
-    # and split); a run that ends before its first checkpoint takes the folder it created with it
-    created = not out.exists()
-    try:
+    with _removed_unless_saved(out):  # the task may write its data into the run folder while it is built
         task, config = spec.build(args, {**options, "_run_dir": out})
         _fit(task, config, out, args)
-    except Exception:  # not on Ctrl-C: an interrupted run keeps what it wrote
-        saved = (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
-        if created and not saved and os.environ.get("RANK", "0") == "0":
-            shutil.rmtree(out, ignore_errors=True)
-        raise
     return 0
 
 
@@ -609,7 +618,6 @@ def _run_lm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _train_numpy(options: dict[str, Any]) -> int:
-    from ..training.checkpoint import MANIFEST
     from ..training.lm import LMData, train_lm
     from ..training.lm_data import DATA_DIR, load_lm_splits
 
@@ -623,10 +631,8 @@ def _train_numpy(options: dict[str, Any]) -> int:
     quiet = bool(options.get("quiet"))
     log = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     # the data path of the torch engine: running text streamed into memory-mapped ids in RUN/data
-    # (never read whole), the split saved beside them; a run that ends before its first checkpoint
-    # takes the folder it created with it
-    created = not out.exists()
-    try:
+    # (never read whole), the split saved beside them
+    with _removed_unless_saved(out):
         splits = load_lm_splits(train_config, data_dir=out / DATA_DIR)
         data = LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line)  # type: ignore[arg-type]
         model_config = ModelConfig(vocab_size=len(data.vocab), **model_options)
@@ -636,10 +642,6 @@ def _train_numpy(options: dict[str, Any]) -> int:
                 f"model: {model_config.cell} {model_config.num_layers}x{model_config.hidden_size} (numpy engine); run folder: {out}"
             )
         record = train_lm(model_config, train_config, out, data, progress=not quiet, log=log)
-    except Exception:  # not on Ctrl-C: an interrupted run keeps what it wrote
-        if created and not (out / MANIFEST).exists():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
     print(json.dumps({"run": str(out), **record}))
     return 0
 
@@ -816,6 +818,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rc = _tasks.eval_command(args)  # classify/tag/forecast/seq2seq runs; None for language models
     if rc is not None:
         return rc
+    import numpy as np
+
+    from ..data.corpus import encode_to_memmap
+    from ..data.names import read_lines
+    from ..data.text import CharVocab, DataError
+    from ..data.words import WordVocab
+    from ..training.lm import _encode_lines
+    from ..training.lm_data import _word_lines, open_run_splits
     from ..training.lm_run import load_run
 
     if args.batch_size < 1:
@@ -830,46 +840,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
             engine = "numpy"
     loaded = load_run(args.run, engine, device=args.device)
     vocab = loaded.vocab
-    with tempfile.TemporaryDirectory(prefix="rnnlab-eval-") as scratch:
-        return _eval_lm(args, engine, loaded, vocab, Path(scratch))
-
-
-def _eval_lm(args: argparse.Namespace, engine: str, loaded: Any, vocab: Any, scratch: Path) -> int:
-    """`rnnlab eval` for a language model; running text from --data is encoded into `scratch`."""
-    import numpy as np
-
-    from ..data.corpus import encode_to_memmap
-    from ..data.names import read_lines
-    from ..data.text import CharVocab, DataError
-    from ..data.words import WordVocab
-    from ..training.lm import _encode_lines
-    from ..training.lm_data import _word_lines, open_run_splits
-
-    if args.data:
-        if loaded.per_line:
-            lines = read_lines(args.data)
-            tokens = _encode_lines(vocab, lines) if isinstance(vocab, CharVocab) else _word_lines(vocab, lines)
+    with contextlib.ExitStack() as stack:
+        if args.data:
+            if loaded.per_line:
+                lines = read_lines(args.data)
+                tokens = _encode_lines(vocab, lines) if isinstance(vocab, CharVocab) else _word_lines(vocab, lines)
+            else:
+                # chunk by chunk into a token file mapped from disk (deleted afterwards): a corpus
+                # larger than memory can be scored
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnlab-eval-")))
+                tokens = encode_to_memmap(args.data, vocab, scratch / "tokens.bin").array
+            source = args.data
         else:
-            # chunk by chunk into a token file mapped from disk: a corpus larger than memory can be scored
-            tokens = encode_to_memmap(args.data, vocab, scratch / "tokens.bin").array
-        source = args.data
-    else:
-        splits = open_run_splits(args.run, loaded.train_config, vocab)  # the saved split, checked
-        tokens = splits.val if args.split == "val" else splits.test
-        if tokens is None:
-            raise ValueError(f"split: the run {args.run} has no test split (train with --per-line --test-size N)")
-        source = f"{splits.name} ({args.split} split)"
-    if len(tokens) < 2:
-        raise DataError(f"data: {source} has {len(tokens)} token(s); need at least 2 to score")
-    if engine == "torch":
-        from ..training.lm_task import lm_loss_sums
+            splits = open_run_splits(args.run, loaded.train_config, vocab)  # the saved split, checked
+            tokens = splits.val if args.split == "val" else splits.test
+            if tokens is None:
+                raise ValueError(f"split: the run {args.run} has no test split (train with --per-line --test-size N)")
+            source = f"{splits.name} ({args.split} split)"
+        if len(tokens) < 2:
+            raise DataError(f"data: {source} has {len(tokens)} token(s); need at least 2 to score")
+        if engine == "torch":
+            from ..training.lm_task import lm_loss_sums
 
-        total, count = lm_loss_sums(loaded.model, np.asarray(tokens), batch_size=args.batch_size, device=args.device)
-        loss = total / count
-    else:
-        from ..training.lm import evaluate
+            total, count = lm_loss_sums(
+                loaded.model, np.asarray(tokens), batch_size=args.batch_size, device=args.device
+            )
+            loss = total / count
+        else:
+            from ..training.lm import evaluate
 
-        loss, count = evaluate(loaded.model, np.asarray(tokens), args.batch_size), len(tokens) - 1
+            loss, count = evaluate(loaded.model, np.asarray(tokens), args.batch_size), len(tokens) - 1
+        del tokens  # the memory map goes before its file
     unit = "word" if isinstance(vocab, WordVocab) else "char"
     print(
         json.dumps(

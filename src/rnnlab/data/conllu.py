@@ -33,9 +33,10 @@ from .text import DataError, read_text
 from .words import PAD, UNK, WordVocab
 
 COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
-# the columns a tagger can predict: all but the token id and the word itself
-TAG_COLUMNS = tuple(c for c in COLUMNS if c not in ("id", "form"))
 """The 10 CoNLL-U columns, in file order."""
+
+TAG_COLUMNS = tuple(c for c in COLUMNS if c not in ("id", "form"))
+"""The columns a tagger can predict: all but the token id and the word itself."""
 
 IGNORE_INDEX = -100
 """Pad tag targets with this (PyTorch's `cross_entropy` default `ignore_index`)."""
