@@ -615,8 +615,9 @@ rather than in the Python interpreter:
 - **Feature-major (H, B) recurrent step.** Inside the engine a sequence is (T, F, B): the step
   product is `W_hh (G, H) @ h_{t-1} (H, B)` and every gate is a contiguous (H, B) block, which
   OpenBLAS runs faster than the batch-major `h (B, H) @ W_hhᵀ` at the small batch sizes of RNN
-  training. σ is computed as ½·tanh(x/2)+½ with the ½ folded into the σ rows of the weights, so all
-  gates of a step go through one `tanh` over one contiguous block.
+  training. σ is computed as 1/(1+e^(-x)) (and LSTM's g as 2σ(2x)−1) with the −1 and −2 folded into
+  the gate rows of the weights, so all gates of a step go through one `exp`, one add and one
+  reciprocal over one contiguous block (NumPy's float32 `exp` is vectorised on AVX2, its `tanh` not).
 - **Buffers reused from step to step.** Hidden states, cell states, gate activations, the input
   projection and the gradients live in arrays that each layer keeps between calls
   (`recurrent.Workspace`); every step writes into them with `out=` arguments, so after the first

@@ -1,6 +1,7 @@
 """The NumPy recurrent layers against PyTorch (same weights) and against finite differences."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -75,6 +76,21 @@ def test_matches_pytorch(cell, layers, bidirectional, batch_first, dtype):
     for name, g in ours.grads.items():
         assert g.dtype == dtype
         np.testing.assert_allclose(g, ref_grads[name], atol=tol, rtol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+def test_saturated_gates_match_pytorch_without_warnings(cell, dtype):
+    # pre-activations of ±1e4 overflow the exp inside σ and tanh; the limits (0, 1, ±1) must come out
+    torch, ref, ours = make_pair(cell, 1, False, dtype)
+    x = np.random.default_rng(2).standard_normal((6, 3, 5)).astype(dtype) * 1e4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, _ = ours.forward(x)
+        dx, _ = ours.backward(np.ones_like(out))
+    out_t, _ = ref(torch.tensor(x, requires_grad=True))
+    assert np.isfinite(out).all() and np.isfinite(dx).all()
+    np.testing.assert_allclose(out, out_t.detach().numpy(), atol=TOL[dtype], rtol=0)
 
 
 @pytest.mark.parametrize("truncated", [False, True])
