@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -14,6 +15,7 @@ from rnnlab.data.names import load_census_names, read_lines
 from rnnlab.data.text import (
     CharVocab,
     DataError,
+    ItemStreamBatcher,
     StreamBatcher,
     iterate_eval_batches,
     read_text,
@@ -366,6 +368,70 @@ def test_stream_batcher_bad_args(kwargs, exc, match):
     args = {"tokens": np.arange(100), "batch_size": 2, "seq_len": 4, **kwargs}
     with pytest.raises(exc, match=match):
         StreamBatcher(**args)
+
+
+# ---------------------------------------------------------------------------------------------
+# ItemStreamBatcher
+
+
+def _items_stream(n_items: int, seed: int = 0) -> np.ndarray:
+    """<b> item <b> item ... <b> with boundary 0 and items of 1-6 distinct tokens (ids from 1)."""
+    rng = np.random.default_rng(seed)
+    parts, next_id = [[0]], 1
+    for _ in range(n_items):
+        k = int(rng.integers(1, 7))
+        parts.append([*range(next_id, next_id + k), 0])
+        next_id += k
+    return np.array([t for p in parts for t in p])
+
+
+def _split_items(tokens: np.ndarray) -> list[tuple[int, ...]]:
+    cuts = np.flatnonzero(tokens == 0)
+    assert cuts[0] == 0 and cuts[-1] == len(tokens) - 1
+    return [tuple(tokens[a + 1 : b].tolist()) for a, b in itertools.pairwise(cuts)]
+
+
+def test_item_stream_batcher_deals_the_items_in_a_new_order_every_epoch():
+    tokens = _items_stream(40)
+    b = ItemStreamBatcher(tokens, 3, 5, boundary_id=0, seed=7)
+    orders = [_split_items(b.epoch_tokens(k)) for k in range(4)]
+    assert orders[0] == _split_items(tokens)  # epoch 0: as given
+    for k in range(1, 4):
+        assert sorted(orders[k]) == sorted(orders[0]) and len(b.epoch_tokens(k)) == len(tokens)
+    assert len({tuple(o) for o in orders}) == 4  # four different orders
+    # the batches of epoch k are StreamBatcher's batches over that epoch's stream
+    for k in range(3):
+        ref = StreamBatcher(b.epoch_tokens(k), 3, 5)
+        for j in range(b.batches_per_epoch):
+            x, y, reset = b.next_batch()
+            rx, ry, rreset = ref.next_batch()
+            assert (x == rx).all() and (y == ry).all() and reset == rreset == (j == 0)
+    assert b.epoch == 3
+    # the order comes from the seed alone
+    other = ItemStreamBatcher(tokens, 3, 5, boundary_id=0, seed=7)
+    assert (other.epoch_tokens(2) == b.epoch_tokens(2)).all()
+    assert not (ItemStreamBatcher(tokens, 3, 5, boundary_id=0, seed=8).epoch_tokens(2) == b.epoch_tokens(2)).all()
+
+
+def test_item_stream_batcher_resumes_inside_a_reshuffled_epoch():
+    tokens = _items_stream(30, seed=1)
+    a = ItemStreamBatcher(tokens, 2, 4, boundary_id=0, seed=3)
+    for _ in range(2 * a.batches_per_epoch + 3):  # into epoch 2
+        a.next_batch()
+    b = ItemStreamBatcher(tokens, 2, 4, boundary_id=0, seed=3)
+    b.load_state_dict(a.state_dict())
+    assert (b.epoch, b.position) == (2, 3)
+    for _ in range(a.batches_per_epoch + 2):  # and on into epoch 3
+        xa, ya, ra = a.next_batch()
+        xb, yb, rb = b.next_batch()
+        assert (xa == xb).all() and (ya == yb).all() and ra == rb
+
+
+def test_item_stream_batcher_needs_boundaries_at_both_ends():
+    with pytest.raises(
+        ValueError, match=r"tokens: expected items between boundary tokens \(id 0\) with one at each end, "
+    ):
+        ItemStreamBatcher(np.array([5, 1, 2, 0, 3, 4, 0, 6]), 1, 2, boundary_id=0, seed=0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_per_line_resume_across_reshuffled_epochs(tmp_path: Path) -> None:
     model = {**MODEL, "dropout": 0.0}
     task = LMTask.from_config(config, model)
     assert task.batcher.batches_per_epoch < 20  # the run spans several epochs, each in a new order
-    assert not np.array_equal(task._epoch_tokens(1), task._epoch_tokens(2))
+    assert not np.array_equal(task.batcher.epoch_tokens(1), task.batcher.epoch_tokens(2))
     Trainer(task, config, tmp_path / "straight").fit()
     Trainer(LMTask.from_config(config, model), config, tmp_path / "split").fit(stop_at_step=37)
     resumed = LMTask.from_config(config, model)

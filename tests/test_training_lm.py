@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rnnlab.config import ModelConfig, TrainConfig
-from rnnlab.data.text import DataError
+from rnnlab.data.text import DataError, StreamBatcher
 from rnnlab.scratch.losses import cross_entropy
 from rnnlab.scratch.models import LanguageModel
 from rnnlab.training import lm as lm_module
@@ -271,6 +271,32 @@ def test_load_lm_per_line_flag(tmp_path: Path) -> None:
     train_lm(_tiny_model(len(data.vocab)), cfg, tmp_path / "run", data, progress=False)
     loaded = load_lm(tmp_path / "run")
     assert loaded.per_line is True and loaded.vocab.boundary_id == 0
+
+
+@pytest.mark.parametrize("per_line", [True, False])
+def test_train_lm_deals_per_line_items_in_a_new_order_every_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, per_line: bool
+) -> None:
+    # one fixed order would let a model that carries its state learn which item follows which
+    names = ["anna", "bob", "cléo", "dave", "eve", "fay", "gus", "hal", "ida", "jo", "kim", "lu"] * 2
+    cfg = TrainConfig(
+        data=_write(tmp_path, "\n".join(names)), per_line=per_line, batch_size=2, seq_len=8, max_steps=40, eval_every=40
+    )
+    data = load_lm_data(cfg)
+    seen: list[np.ndarray] = []
+    next_batch = StreamBatcher.next_batch
+
+    def spy(self: StreamBatcher) -> tuple[np.ndarray, np.ndarray, bool]:
+        batch = next_batch(self)
+        seen.append(batch[0])
+        return batch
+
+    monkeypatch.setattr(StreamBatcher, "next_batch", spy)
+    train_lm(_tiny_model(len(data.vocab)), cfg, tmp_path / "run", data, progress=False)
+    per_epoch = (len(data.train) - 1) // cfg.batch_size // cfg.seq_len
+    assert len(seen) == 40 > 2 * per_epoch
+    epochs = [np.stack(seen[k * per_epoch : (k + 1) * per_epoch]) for k in range(2)]
+    assert np.array_equal(epochs[0], epochs[1]) is not per_line
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,19 +15,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import ModelConfig, TrainConfig
 from ..data.download import resolve_data
 from ..data.names import load_census_names, read_lines
-from ..data.text import CharVocab, DataError, StreamBatcher, iterate_eval_batches, read_text, split_text
+from ..data.text import (
+    CharVocab,
+    DataError,
+    ItemStreamBatcher,
+    StreamBatcher,
+    iterate_eval_batches,
+    read_text,
+    split_text,
+)
 from ..scratch import optim
 from ..scratch.clip import clip_grad_norm_, clip_grad_value_
 from ..scratch.losses import cross_entropy
 from ..scratch.models import LanguageModel
 from .checkpoint import MANIFEST, save_checkpoint
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from .lm_data import LMSplits
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -45,6 +57,11 @@ class LMData:
     val: np.ndarray  # (N_val,) token ids
     name: str
     per_line: bool
+
+    @property
+    def boundary_id(self) -> int | None:
+        """The token between items of per-line data (None for running text)."""
+        return self.vocab.boundary_id if self.per_line else None
 
 
 def _encode_lines(vocab: CharVocab, lines: list[str]) -> np.ndarray:
@@ -102,6 +119,23 @@ def load_lm_data(config: TrainConfig) -> LMData:
         data = LMData(vocab, vocab.encode(train_text), vocab.encode(val_text), str(config.data), False)
     check_lm_data(data, config)
     return data
+
+
+def make_lm_batcher(data: LMData | LMSplits, config: TrainConfig) -> StreamBatcher | ItemStreamBatcher:
+    """The training batches of a language model (both engines use this).
+
+    Running text is one stream cut into `config.batch_size` rows, as in char-rnn. Per-line data
+    deals its items in a new order every epoch (`ItemStreamBatcher`, seeded by `config.seed`), so
+    the state carried from one item to the next holds nothing to learn.
+
+    Example:
+        >>> batcher = make_lm_batcher(load_lm_data(TrainConfig(max_steps=1)), TrainConfig(max_steps=1))  # doctest: +SKIP
+        >>> x, y, reset = batcher.next_batch()   # (B, T), (B, T), bool                             # doctest: +SKIP
+    """
+    B, T = config.batch_size, config.seq_len
+    if data.boundary_id is None:
+        return StreamBatcher(data.train, B, T)
+    return ItemStreamBatcher(data.train, B, T, boundary_id=data.boundary_id, seed=config.seed)
 
 
 def evaluate(model: LanguageModel, tokens: np.ndarray, batch_size: int = 128, seq_len: int = 256) -> float:
@@ -249,7 +283,7 @@ def train_lm(
     _refuse_torch_only_options(model_config, train_config)
     B, T = train_config.batch_size, train_config.seq_len
     check_lm_data(data, train_config)  # before anything is written
-    batcher = StreamBatcher(data.train, B, T)
+    batcher = make_lm_batcher(data, train_config)  # per-line items in a new order every epoch
     out_dir = Path(out_dir)
     model = LanguageModel(model_config, seed=train_config.seed)
     opt = make_optimizer(model, train_config)

@@ -13,7 +13,6 @@ and reports the mean in nats per token.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig, TrainConfig
-from ..data.text import DataError, StreamBatcher, iterate_eval_batches
+from ..data.text import DataError, iterate_eval_batches
+from .lm import make_lm_batcher
 from .lm_data import LMSplits, Vocab, load_lm_splits, open_lm_splits
 from .trainer import Carry, Distributed, Task, init_distributed, select_device
 
@@ -141,35 +141,7 @@ class LMTask(Task):
                 f"vocab_size: expected {len(data.vocab)} (the data's vocabulary), got {model_config.vocab_size}"
             )
         self.data, self.model_config, self.config = data, model_config, config
-        self.batcher = StreamBatcher(data.train, config.batch_size, config.seq_len)
-        # Per-line data: the items are re-shuffled every epoch. With one fixed order the stream
-        # repeats, and a model that carries its state across items learns which item follows which
-        # (on names: train 1.76, test 2.06); a fresh order leaves nothing to learn across a boundary.
-        self._items: list[np.ndarray] | None = None
-        if data.per_line and data.boundary_id is not None:
-            cuts = np.flatnonzero(data.train == data.boundary_id)
-            # the stream is <b> item <b> item <b> ...: each item runs to and includes its closing <b>
-            self._items = [data.train[a + 1 : b + 1] for a, b in itertools.pairwise(cuts)]
-        self._stream_epoch = 0
-
-    def _epoch_tokens(self, epoch: int) -> np.ndarray:
-        """The training stream of an epoch: the loaded order first, then a fresh order per epoch."""
-        if self._items is None or epoch == 0:
-            return self.data.train
-        order = np.random.default_rng([self.config.seed, 2, epoch]).permutation(len(self._items))
-        head = self.data.train[:1]  # the opening boundary token
-        return np.concatenate([head, *(self._items[i] for i in order)])
-
-    def _sync_stream(self) -> None:
-        # rebuild the batcher over the epoch's order when the epoch changes (same length, so the
-        # position carries over unchanged; a resume lands here with the saved epoch)
-        epoch = self.batcher.epoch
-        if self._items is None or epoch == self._stream_epoch:
-            return
-        position = self.batcher.position
-        self.batcher = StreamBatcher(self._epoch_tokens(epoch), self.config.batch_size, self.config.seq_len)
-        self.batcher.epoch, self.batcher.position = epoch, position
-        self._stream_epoch = epoch
+        self.batcher = make_lm_batcher(data, config)
 
     @classmethod
     def from_config(
@@ -200,7 +172,6 @@ class LMTask(Task):
         return LanguageModel(self.model_config, seed=seed)
 
     def next_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, bool, torch.Tensor | None]:
-        self._sync_stream()
         x, y, reset = self.batcher.next_batch()  # the global (B, T) batch
         B = x.shape[0]
         rows = self.shard(np.arange(B))
@@ -249,7 +220,6 @@ class LMTask(Task):
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         self.batcher.load_state_dict(dict(state))
-        self._sync_stream()
 
     def artifacts(self) -> dict[str, dict[str, Any]]:
         return {"vocab": {**self.data.vocab.to_json(), "per_line": self.data.per_line}}
