@@ -600,6 +600,9 @@ def test_numpy_runs_train_sample_and_score_without_torch(tmp_path: Path) -> None
     assert r.returncode == 0, r.stderr
     assert "note: torch is not installed; training with --engine numpy" in r.stderr
     assert math.isfinite(json.loads(r.stdout)["val_loss"])
+    r = run("train", "--resume", out, "--max-steps", "6", "--quiet")  # the run's own engine, no torch needed
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["step"] == 6
     r = run("sample", out, "--num-samples", "3", "--seed", "1")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.split()) == 3

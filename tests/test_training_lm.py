@@ -16,7 +16,6 @@ from rnnlab.scratch.losses import cross_entropy
 from rnnlab.scratch.models import LanguageModel
 from rnnlab.training import lm as lm_module
 from rnnlab.training.lm import (
-    METRICS_FILE,
     TrainingError,
     evaluate,
     learning_rate,
@@ -24,6 +23,7 @@ from rnnlab.training.lm import (
     load_lm_data,
     train_lm,
 )
+from rnnlab.training.metrics import METRICS_FILE
 
 TINY_TRAIN = {"batch_size": 4, "seq_len": 8, "max_steps": 20, "eval_every": 10}
 
@@ -334,3 +334,15 @@ def test_learning_rate_constant() -> None:
     cfg = TrainConfig(max_steps=100, lr=0.3, lr_schedule="constant", warmup_steps=3)
     assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
     assert [learning_rate(cfg, s, 0.0) for s in (3, 50, 100)] == [0.3, 0.3, 0.3]
+
+
+def test_train_lm_draws_the_loss_curve(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    cfg = TrainConfig(data=_write(tmp_path, "ab cd ef " * 30), **TINY_TRAIN)
+    data = load_lm_data(cfg)
+    train_lm(_tiny_model(len(data.vocab)), cfg, tmp_path / "run", data, progress=False)
+    assert (tmp_path / "run" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.get_backend() == backend  # the caller's plotting session is left alone

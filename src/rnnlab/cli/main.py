@@ -438,14 +438,17 @@ def _default_out(data: str | None, task: str) -> Path:
     return Path("runs") / (Path(data).stem if data else ("names" if task == "lm" else task))
 
 
-def _resume(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentParser):
+def _resume_config(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The checkpoint in `args.resume`, the resolved options and the run's saved `TrainConfig`
+    with the changes that --resume allows (both engines)."""
     from ..training.checkpoint import load_checkpoint
 
     run = Path(args.resume)
     ckpt = load_checkpoint(run)  # verified: a damaged checkpoint is an error before anything runs
     if ckpt.state is None or "optimizer" not in ckpt.state:
         raise ValueError(
-            f"resume: {run} holds weights but no training state (a best/ folder?); resume the run folder itself"
+            f"resume: {run} holds weights but no training state (a best/ folder, or a run of an older "
+            "rnnlab?); resume the run folder itself"
         )
     options = resolve_options(args, parser, {})
     extra = sorted(options["_given"] - RESUME_OPTIONS - {"out", "engine"})
@@ -457,12 +460,25 @@ def _resume(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentP
     if options.get("out") and Path(options["out"]).resolve() != run.resolve():
         raise ValueError(f"resume: the run continues in its own folder {run}; --out {options['out']} differs")
     saved = dict(ckpt.configs["train_config"])
-    changes = {
-        k: options[k]
-        for k in ("max_steps", "max_time", "checkpoint_every", "device", "threads", "data", "patience")
-        if k in options["_given"]
-    }
-    config = TrainConfig.from_dict({**saved, **changes})
+    changes = {k: options[k] for k in RESUME_OPTIONS - {"quiet"} if k in options["_given"]}
+    return ckpt, options, TrainConfig.from_dict({**saved, **changes})
+
+
+def _saved_engine(run: Path) -> str:
+    """The engine that trained the run in `run` ("torch" where its train_config.json does not say)."""
+    from ..training.checkpoint import CheckpointError, read_json
+
+    try:
+        engine = read_json(run / "train_config.json").get("engine", "torch")
+    except (CheckpointError, OSError, AttributeError):
+        return "torch"  # not a run folder: `load_checkpoint` will say what is wrong with it
+    return engine if engine in ("numpy", "torch") else "torch"
+
+
+def _resume(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentParser):
+    run = Path(args.resume)
+    ckpt, options, config = _resume_config(args, parser)
+    saved = dict(ckpt.configs["train_config"])
     if spec.name == "lm":
         from ..data.words import vocab_from_json
         from ..training.lm_data import open_run_splits
@@ -580,7 +596,6 @@ _TORCH_ONLY = {
     "level": "char",
     "test_size": 0,
     "patience": None,
-    "checkpoint_every": None,
     "tie_weights": False,
     "device": "auto",
     "precision": "auto",
@@ -597,6 +612,13 @@ def _run_lm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     engine = args.engine
     if engine is None and args.config:
         engine = _load_toml(args.config).get("engine")
+    if args.resume:
+        saved_engine = _saved_engine(Path(args.resume))
+        if engine is not None and engine != saved_engine:
+            raise ValueError(
+                f"engine: {args.resume} was trained with --engine {saved_engine} and resumes on it, got --engine {engine}"
+            )
+        engine = saved_engine
     if engine is None:
         # torch is an optional dependency: without it `rnnlab train` still works, on the NumPy engine
         engine = "torch" if importlib.util.find_spec("torch") is not None else "numpy"
@@ -607,7 +629,7 @@ def _run_lm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if engine != "numpy":
         raise ValueError(f"engine: expected 'torch' or 'numpy', got {engine!r}")
     if args.resume:
-        raise ValueError("resume: continuing a run is implemented by --engine torch only")
+        return _resume_numpy(args, parser)
     options = resolve_options(args, parser, {**COMMON_DEFAULTS, **NUMPY_LM_DEFAULTS})
     for key, default in _TORCH_ONLY.items():
         if key in options["_given"] and options[key] != default:
@@ -643,6 +665,32 @@ def _train_numpy(options: dict[str, Any]) -> int:
             )
         record = train_lm(model_config, train_config, out, data, progress=not quiet, log=log)
     print(json.dumps({"run": str(out), **record}))
+    return 0
+
+
+def _resume_numpy(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`rnnlab train lm --resume RUN` for a run of the NumPy engine: on from its checkpoint, exactly."""
+    from ..data.words import vocab_from_json
+    from ..training.lm import LMData, train_lm
+    from ..training.lm_data import open_run_splits
+
+    run = Path(args.resume)
+    ckpt, options, config = _resume_config(args, parser)
+    for key in ("device", "threads", "patience"):
+        if key in options["_given"]:
+            raise ValueError(f"{key}: --{key.replace('_', '-')} is implemented by --engine torch only")
+    vocab_json = dict(ckpt.configs["vocab"])
+    vocab_json.pop("per_line", None)
+    # the run's own token file and split, checked against the data file: never recomputed
+    splits = open_run_splits(run, config, vocab_from_json(vocab_json))
+    data = LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line)  # type: ignore[arg-type]
+    quiet = bool(options.get("quiet"))
+    log = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    if log:
+        log(f"resuming {run} at step {ckpt.state['step']} (numpy engine)")  # type: ignore[index]
+    model_config = ModelConfig.from_dict(ckpt.configs["model_config"])
+    record = train_lm(model_config, config, run, data, resume=True, progress=not quiet, log=log)
+    print(json.dumps({"run": str(run), **record}))
     return 0
 
 

@@ -294,7 +294,8 @@ def trained_char_model(out_dir: Path, *, data: str | None, seed: int, quick: boo
         >>> cm = trained_char_model(Path("runs/exp/hidden-states"), data=None, seed=0, quick=False)  # doctest: +SKIP
     """
     from ..training.checkpoint import MANIFEST
-    from ..training.lm import METRICS_FILE, load_lm
+    from ..training.lm import load_lm
+    from ..training.metrics import METRICS_FILE
 
     corpus = find_corpus(data)
     text = read_text(corpus)  # DataError (one line) for a missing or unreadable file, before training

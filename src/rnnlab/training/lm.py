@@ -3,13 +3,15 @@
 The loop is char-rnn's: B parallel streams through the corpus, chunks of T characters, the hidden
 state carried from chunk to chunk (truncated BPTT), Adam, gradient clipping. Every `eval_every`
 steps the mean loss over the *whole* validation split is measured (with carried state, every
-character predicted exactly once), appended to `metrics.jsonl`, and the run folder's checkpoint is
-replaced atomically, so a crash loses at most the steps since the last evaluation.
+character predicted exactly once), appended to `metrics.jsonl` and drawn in `loss.png`, and the run
+folder's checkpoint is replaced atomically (with `checkpoint_every`, in between as well). The
+checkpoint holds everything the next step depends on (optimiser moments, data position, random
+generators, carried state), so `train_lm(..., resume=True)` (`rnnlab train --resume RUN`) continues
+a killed run exactly.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -35,13 +37,12 @@ from ..scratch import optim
 from ..scratch.clip import clip_grad_norm_, clip_grad_value_
 from ..scratch.losses import cross_entropy
 from ..scratch.models import LanguageModel
-from .checkpoint import MANIFEST, save_checkpoint
+from .checkpoint import MANIFEST, CheckpointError, load_checkpoint, save_checkpoint
+from .metrics import plot_losses, read_metrics, write_metrics
 from .progress import Progress
 
 if TYPE_CHECKING:
     from .lm_data import LMSplits
-
-METRICS_FILE = "metrics.jsonl"
 
 
 class TrainingError(RuntimeError):
@@ -197,7 +198,13 @@ def learning_rate(config: TrainConfig, step: int, elapsed: float) -> float:
 
 
 def save_lm(
-    out_dir: Path, model: LanguageModel, model_config: ModelConfig, train_config: TrainConfig, data: LMData, state: dict
+    out_dir: Path,
+    model: LanguageModel,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    data: LMData,
+    state: dict,
+    extra_tensors: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Checkpoint: weights (safetensors), configs and vocabulary (JSON), training state."""
     save_checkpoint(
@@ -208,8 +215,17 @@ def save_lm(
             "train_config": train_config.to_dict(),
             "vocab": {**data.vocab.to_json(), "per_line": data.per_line},
         },
+        extra_tensors=extra_tensors,
         state=state,
     )
+
+
+STATE_FORMAT = 1  # version of the NumPy engine's train_state.json
+
+
+def _generators(model: LanguageModel, reset_rng: np.random.Generator) -> dict[str, np.random.Generator]:
+    """Every random generator a training step draws from: dropout (two) and the state resets."""
+    return {"model": model.rng, "rnn": model.rnn.rng, "state_reset": reset_rng}
 
 
 @dataclass(frozen=True)
@@ -243,8 +259,8 @@ def _refuse_torch_only_options(model_config: ModelConfig, train_config: TrainCon
         raise ValueError(f"level: the NumPy engine trains character models only, got {train_config.level!r}")
     if train_config.test_size:
         raise ValueError("test_size: a test split is implemented by the torch engine only")
-    if train_config.patience is not None or train_config.checkpoint_every is not None:
-        raise ValueError("patience/checkpoint_every: implemented by the torch engine only")
+    if train_config.patience is not None:
+        raise ValueError("patience: early stopping is implemented by the torch engine only")
 
 
 def train_lm(
@@ -253,17 +269,27 @@ def train_lm(
     out_dir: str | Path,
     data: LMData,
     *,
+    resume: bool = False,
+    stop_at_step: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Train `model_config` on `data` with the NumPy engine, writing checkpoints and metrics to `out_dir`.
 
+    Every evaluation (and every `checkpoint_every` steps) replaces the checkpoint in `out_dir`:
+    weights, configs and vocabulary, plus what an exact resume needs (optimiser moments, data
+    position, every random generator, the carried hidden state, the step and elapsed time).
+
     Args:
         model_config: the model; `vocab_size` must equal `len(data.vocab)`.
         train_config: the run (batching, optimiser, schedule, budget, evaluation).
-        out_dir: run folder (created); holds the checkpoint and `metrics.jsonl`.
+        out_dir: run folder (created); holds the checkpoint, `metrics.jsonl` and `loss.png`.
         data: from `load_lm_data` (in memory), or memory-mapped splits as the CLI builds them
             (`training.lm_data.load_lm_splits`: running text never read whole).
+        resume: continue from the checkpoint in `out_dir` exactly where it left off (the same
+            model and data; `train_config` may change only the budget and `checkpoint_every`).
+        stop_at_step: leave after this step with a checkpoint, as if interrupted, although the
+            budget is not spent (for tests of resuming; None: run to the end).
         progress: show a progress bar on stderr.
         log: called with one line per evaluation (None: silent).
 
@@ -287,12 +313,15 @@ def train_lm(
     out_dir = Path(out_dir)
     model = LanguageModel(model_config, seed=train_config.seed)
     opt = make_optimizer(model, train_config)
-    metrics_path = out_dir / METRICS_FILE
-
     reset_rng = np.random.default_rng(train_config.seed + 1)
     step, elapsed, state = 0, 0.0, None
-    losses: list[float] = []
-    record: dict = {}
+    losses: list[float] = []  # training losses since the last evaluation
+    history: list[dict] = []  # the metrics records
+    if resume:
+        step, elapsed, state, losses, history = _load_training_state(
+            out_dir, model, model_config, opt, batcher, _generators(model, reset_rng)
+        )
+    record: dict = history[-1] if history else {}
     started = time.perf_counter()
     bar = Progress(total_steps=train_config.max_steps, total_seconds=train_config.max_time, enabled=progress)
 
@@ -309,11 +338,36 @@ def train_lm(
         )
         return TrainingError(f"{what} at step {step} (lr {opt.lr:g}); stopped, {kept}")
 
-    def evaluate_and_save() -> dict:
-        val_loss = evaluate(model, data.val, train_config.eval_batch_size)
+    def check_weights() -> None:
         # never replace a good checkpoint with diverged weights (the last update can blow them up)
         if not all(np.isfinite(w).all() for w in model.state_dict().values()):
             raise stop("weights: became non-finite")
+
+    def save() -> None:
+        check_weights()
+        opt_state = opt.state_dict()
+        tensors = {f"optim.{k}": v for k, v in opt_state.items() if k != "step"}
+        carry = () if state is None else state if isinstance(state, tuple) else (state,)
+        tensors.update({f"carry.{i}": s for i, s in enumerate(carry)})
+        info = {
+            "format_version": STATE_FORMAT,
+            "engine": "numpy",
+            "task": "lm",
+            "step": step,
+            "elapsed_s": elapsed,
+            "val_loss": record.get("val_loss"),
+            "pending_losses": losses,
+            "optimizer": {"name": train_config.optimizer, "step": int(opt_state["step"])},
+            "data": batcher.state_dict(),
+            "rng": {k: g.bit_generator.state for k, g in _generators(model, reset_rng).items()},
+            "carry": len(carry),
+        }
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_lm(out_dir, model, model_config, train_config, data, info, tensors)
+
+    def evaluate_and_save() -> dict:
+        val_loss = evaluate(model, data.val, train_config.eval_batch_size)
+        check_weights()  # the more telling error first: non-finite weights make the loss non-finite too
         if not math.isfinite(val_loss):
             raise stop(f"val_loss: became {val_loss}")
         rec = {
@@ -326,18 +380,17 @@ def train_lm(
             "tokens": step * B * T,
         }
         losses.clear()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if rec["step"] == train_config.eval_every or not metrics_path.exists():
-            metrics_path.write_text("")  # a new run starts a new log
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
-        save_lm(
-            out_dir, model, model_config, train_config, data, {"step": step, "elapsed_s": elapsed, "val_loss": val_loss}
-        )
+        history.append(rec)
+        nonlocal record
+        record = rec
+        save()  # the checkpoint first: metrics never list an evaluation that no checkpoint holds
+        write_metrics(out_dir, history)
+        plot_losses(out_dir, history, f"lm (numpy engine): validation {val_loss:.4f}")
         if log is not None:
             log(f"step {step}: train {rec['train_loss']:.4f}  val {val_loss:.4f}  ({elapsed:.0f}s)")
         return rec
 
+    every = train_config.checkpoint_every
     # overflow is caught explicitly (non-finite loss or weights), so NumPy's warnings would only be noise
     with bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while not done():
@@ -365,7 +418,59 @@ def train_lm(
             losses.append(loss)
             elapsed += time.perf_counter() - t0
             bar.update(step, elapsed, loss)
-            if step % train_config.eval_every == 0 and not done():
-                record = evaluate_and_save()
-        record = evaluate_and_save()
+            if done():
+                break
+            if step % train_config.eval_every == 0:
+                evaluate_and_save()
+            elif every and step % every == 0:
+                save()
+            if stop_at_step is not None and step >= stop_at_step:
+                if step % train_config.eval_every and not (every and step % every == 0):
+                    save()
+                return record
+        if not history or history[-1]["step"] != step:  # a resumed run may have nothing left to do
+            record = evaluate_and_save()
     return record
+
+
+def _load_training_state(
+    out_dir: Path,
+    model: LanguageModel,
+    model_config: ModelConfig,
+    opt: optim.Optimizer,
+    batcher: StreamBatcher | ItemStreamBatcher,
+    generators: dict[str, np.random.Generator],
+) -> tuple[int, float, np.ndarray | tuple[np.ndarray, ...] | None, list[float], list[dict]]:
+    """Restore what `train_lm` saved in `out_dir`; returns step, elapsed, carried state, losses, metrics."""
+    ckpt = load_checkpoint(out_dir)  # verified: a damaged checkpoint is an error before anything runs
+    st, tensors = ckpt.state, ckpt.extra_tensors
+    if st is None or tensors is None or "optimizer" not in st:
+        raise CheckpointError(f"{out_dir}: holds weights but no training state, so it cannot be resumed")
+    if st.get("engine") != "numpy" or st.get("format_version") != STATE_FORMAT:
+        raise CheckpointError(
+            f"{out_dir}: expected the training state of a NumPy-engine run (format {STATE_FORMAT}), "
+            f"got engine {st.get('engine', 'torch')!r}, format {st.get('format_version')!r}"
+        )
+    if ckpt.configs.get("model_config") != model_config.to_dict():
+        raise ValueError(f"resume: the model config differs from the one saved in {out_dir}/model_config.json")
+    model.load_state_dict(ckpt.weights)
+    if st["optimizer"].get("name") != type(opt).__name__.lower():
+        raise ValueError(
+            f"resume: expected the optimizer saved in {out_dir} ({st['optimizer'].get('name')!r}), "
+            f"got {type(opt).__name__.lower()!r}"
+        )
+    opt.load_state_dict(
+        {
+            "step": st["optimizer"]["step"],
+            **{k[len("optim.") :]: v for k, v in tensors.items() if k.startswith("optim.")},
+        }
+    )
+    batcher.load_state_dict(st["data"])
+    for name, gen in generators.items():
+        gen.bit_generator.state = st["rng"][name]
+    carry = tuple(np.array(tensors[f"carry.{i}"], dtype=model.dtype) for i in range(int(st["carry"])))
+    state = None if not carry else carry if model_config.cell == "lstm" else carry[0]
+    step = int(st["step"])
+    # the metrics of evaluations after this checkpoint belong to the part of the run being redone
+    history = read_metrics(out_dir, up_to_step=step)
+    return step, float(st["elapsed_s"]), state, [float(x) for x in st["pending_losses"]], history

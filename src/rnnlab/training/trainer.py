@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import json
 import math
 import os
 import sys
@@ -82,11 +81,10 @@ from torch import nn
 from ..config import TrainConfig
 from .checkpoint import BEST_DIR, MANIFEST, STATE_JSON_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from .lm import TrainingError  # one error type for both engines: the CLI exits 1 on it
+from .metrics import plot_losses, read_metrics, write_metrics
 from .progress import Progress
 from .state import global_rng_state, load_global_rng_state, load_optimizer_state, optimizer_state
 
-METRICS_FILE = "metrics.jsonl"
-PLOT_FILE = "loss.png"
 FORMAT_VERSION = 1
 # below this many (batch row x parameter) products per step, a CPU run uses one thread (see Trainer._threads)
 SMALL_MODEL_WORK = 1_000_000
@@ -711,35 +709,10 @@ class Trainer:
         return rec
 
     def _write_metrics(self) -> None:
-        text = "".join(json.dumps(r) + "\n" for r in self.history)
-        tmp = self.out_dir / f".{METRICS_FILE}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.out_dir / METRICS_FILE)
+        write_metrics(self.out_dir, self.history)
 
     def _plot(self) -> None:
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:  # plots are optional (pip install 'rnnlab[plots]')
-            return
-        steps = [r["step"] for r in self.history]
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        train = [(s, r["train_loss"]) for s, r in zip(steps, self.history, strict=True) if r["train_loss"] is not None]
-        if train:
-            ax.plot(*zip(*train, strict=True), label="train (mean since last evaluation)")
-        ax.plot(steps, [r["val_loss"] for r in self.history], marker="o", markersize=3, label="validation")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (nats per token)")
-        ax.set_title(f"{self.task.name}: best validation {self.best_val:.4f}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        tmp = self.out_dir / f".{PLOT_FILE}.tmp.png"
-        fig.savefig(tmp)
-        plt.close(fig)
-        os.replace(tmp, self.out_dir / PLOT_FILE)
+        plot_losses(self.out_dir, self.history, f"{self.task.name}: best validation {self.best_val:.4f}")
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _configs(self) -> dict[str, dict[str, Any]]:
@@ -857,14 +830,7 @@ class Trainer:
         self.last_eval_step = int(state.get("last_eval_step", -1))
         self.pending_losses = [float(x) for x in state.get("pending_losses", [])]
         # the metrics of evaluations after this checkpoint belong to the part of the run being redone
-        metrics = directory / METRICS_FILE
-        self.history = []
-        if metrics.exists():
-            for line in metrics.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(json.JSONDecodeError):
-                    rec = json.loads(line)
-                    if isinstance(rec, dict) and rec.get("step", math.inf) <= self.step:
-                        self.history.append(rec)
+        self.history = read_metrics(directory, up_to_step=self.step)
 
 
 def log_to_stderr(line: str) -> None:

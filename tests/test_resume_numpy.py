@@ -1,0 +1,257 @@
+"""Exact resume of NumPy-engine training runs: in-process, after SIGKILL, and the errors around it.
+
+Needs NumPy only: the NumPy engine's checkpoints hold their own optimiser, data, RNG and carried
+state, and `rnnlab train --resume RUN` picks the engine that trained RUN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnlab.cli.main import main
+from rnnlab.config import ModelConfig, TrainConfig
+from rnnlab.training import lm as lm_module
+from rnnlab.training.checkpoint import CheckpointError, load_safetensors, save_checkpoint
+from rnnlab.training.lm import load_lm_data, train_lm
+
+TEXT = "to be or not to be that is the question whether tis nobler in the mind to suffer " * 60
+NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "zoë"] * 6
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "hamlet.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def run_cli(argv: list) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _config(data: Path, **kw) -> TrainConfig:
+    base = dict(
+        engine="numpy", data=str(data), batch_size=4, seq_len=16, max_steps=24, eval_every=5, optimizer="adamw",
+        lr=3e-3, warmup_steps=4, state_reset_prob=0.3, seed=3,
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _model(vocab_size: int, cell: str, **kw) -> ModelConfig:
+    base = dict(cell=cell, hidden_size=24, embedding_dim=8, num_layers=2, dropout=0.2)
+    base.update(kw)
+    return ModelConfig(vocab_size=vocab_size, **base)
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_safetensors(a / "model.safetensors"), load_safetensors(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert np.array_equal(wa[name], wb[name]), name
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def _without_times(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("elapsed_s", "wall_s")} for r in records]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, corpus: Path, cell: str) -> None:
+    config = _config(corpus)
+    data = load_lm_data(config)
+    model = _model(len(data.vocab), cell)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_lm(model, config, straight, data, progress=False)
+
+    # stopped between evaluations: pending losses, carried state, mid-schedule, dropout drawn
+    train_lm(model, config, split, data, progress=False, stop_at_step=12)
+    state = json.loads((split / "train_state.json").read_text(encoding="utf-8"))
+    assert state["step"] == 12 and len(state["pending_losses"]) == 2 and state["carry"] == (2 if cell == "lstm" else 1)
+    assert [r["step"] for r in _metrics(split)] == [5, 10]
+    np.random.seed(999)  # noqa: NPY002 - disturbing the legacy global generator on purpose
+    record = train_lm(model, config, split, load_lm_data(config), progress=False, resume=True)
+
+    assert record["step"] == 24
+    _assert_same_weights(straight, split)
+    assert [r["step"] for r in _metrics(split)] == [5, 10, 15, 20, 24]
+    assert _without_times(_metrics(split)) == _without_times(_metrics(straight))
+    # the final checkpoints hold the same optimiser, RNG and data state too: a longer budget goes on identically
+    longer = config.replace(max_steps=27)
+    for run in (straight, split):
+        assert train_lm(model, longer, run, data, progress=False, resume=True)["step"] == 27
+    _assert_same_weights(straight, split)
+
+
+def test_per_line_resume_across_reshuffled_epochs(tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(NAMES), encoding="utf-8")
+    config = _config(names, per_line=True, batch_size=2, seq_len=8, max_steps=60, eval_every=100, checkpoint_every=20)
+    data = load_lm_data(config)
+    model = _model(len(data.vocab), "gru", dropout=0.0, num_layers=1)
+    assert (len(data.train) - 1) // (2 * 8) < 20  # the run spans several epochs, each in a new order
+    train_lm(model, config, tmp_path / "straight", data, progress=False)
+    train_lm(model, config, tmp_path / "split", data, progress=False, stop_at_step=37)
+    assert json.loads((tmp_path / "split" / "train_state.json").read_text(encoding="utf-8"))["step"] == 37
+    train_lm(model, config, tmp_path / "split", data, progress=False, resume=True)
+    _assert_same_weights(tmp_path / "straight", tmp_path / "split")
+
+
+def test_checkpoint_every_saves_between_evaluations(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(corpus, max_steps=12, eval_every=100, checkpoint_every=4)
+    data = load_lm_data(config)
+    saved: list[int] = []
+    save_lm = lm_module.save_lm
+
+    def spy(*args, **kwargs):
+        saved.append(args[5]["step"])  # the training state
+        return save_lm(*args, **kwargs)
+
+    monkeypatch.setattr(lm_module, "save_lm", spy)
+    train_lm(_model(len(data.vocab), "lstm"), config, tmp_path / "run", data, progress=False)
+    assert saved == [4, 8, 12]  # the last one with the final evaluation
+    assert [r["step"] for r in _metrics(tmp_path / "run")] == [12]
+
+
+def _train_argv(corpus: Path, out: Path, steps: int, every: int) -> list[str]:
+    return [
+        "train", "lm", "--engine", "numpy", "--data", str(corpus), "--out", str(out), "--max-steps", str(steps),
+        "--checkpoint-every", str(every), "--eval-every", "1000", "--hidden-size", "64", "--embedding-dim", "16",
+        "--layers", "2", "--dropout", "0.1", "--batch-size", "8", "--seq-len", "32", "--seed", "5",
+        "--state-reset-prob", "0.1", "--quiet",
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    env["OPENBLAS_NUM_THREADS"] = "1"  # the same BLAS threads in every process: the same rounding
+    return env
+
+
+def _rnnlab(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rnnlab", *argv], capture_output=True, text=True, env=_env(), timeout=300, **kw
+    )
+
+
+def _checkpoint_step(run: Path) -> int | None:
+    try:
+        if not (run / "checkpoint.json").exists():
+            return None
+        return json.loads((run / "train_state.json").read_text(encoding="utf-8"))["step"]
+    except (OSError, ValueError, KeyError):
+        return None  # caught between two files of a save
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, corpus: Path) -> None:
+    steps, half = 600, 300
+    reference = tmp_path / "reference"
+    proc = _rnnlab(_train_argv(corpus, reference, steps, half))
+    assert proc.returncode == 0, proc.stderr
+
+    for attempt in range(3):  # the kill must land between the checkpoints at `half` and `steps`
+        run = tmp_path / f"killed{attempt}"
+        child = subprocess.Popen(
+            [sys.executable, "-m", "rnnlab", *_train_argv(corpus, run, steps, half)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while child.poll() is None and time.monotonic() < deadline:
+            if _checkpoint_step(run) == half:
+                child.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        child.wait(timeout=60)
+        if child.returncode == -signal.SIGKILL and _checkpoint_step(run) == half:
+            break
+    else:
+        pytest.fail("could not kill the run between its two checkpoints in 3 attempts")
+
+    proc = _rnnlab(["train", "--resume", str(run), "--quiet"])  # no --engine: the run's own
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["step"] == steps
+    _assert_same_weights(reference, run)
+    assert _metrics(reference)[-1]["val_loss"] == _metrics(run)[-1]["val_loss"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "done"
+    rc, _, err = run_cli([*_train_argv(corpus, out, 6, 3), "--eval-every", "3", "--hidden-size", "16"])
+    assert rc == 0, err
+    return out
+
+
+def test_resume_can_extend_the_budget(tmp_path: Path, finished_run: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    rc, out, err = run_cli(["train", "--resume", run, "--max-steps", "9"])
+    assert rc == 0, err
+    assert err.splitlines()[0] == f"resuming {run} at step 6 (numpy engine)"
+    assert json.loads(out)["step"] == 9
+    assert [r["step"] for r in _metrics(run)] == [3, 6, 9]
+    rc, out, err = run_cli(["train", "--resume", run, "--quiet"])  # nothing left to do: the last record again
+    assert rc == 0, err
+    assert json.loads(out)["step"] == 9 and len(_metrics(run)) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--engine", "torch"], "engine: {run} was trained with --engine numpy and resumes on it, got --engine torch"),
+        (["--threads", "1"], "threads: --threads is implemented by --engine torch only"),
+        (["--lr", "0.1"], "resume: continues the saved run with its own options; cannot change --lr"),
+    ],
+)
+def test_resume_refuses_what_it_cannot_do(finished_run: Path, extra: list[str], needle: str) -> None:
+    before = (finished_run / "model.safetensors").read_bytes()
+    rc, out, err = run_cli(["train", "--resume", finished_run, *extra])
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert err.startswith("error: " + needle.format(run=finished_run)), err
+    assert (finished_run / "model.safetensors").read_bytes() == before
+
+
+def test_resume_of_a_damaged_checkpoint_is_one_clear_error(tmp_path: Path, finished_run: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "train_state.json").write_text('{"step": 6}', encoding="utf-8")  # the manifest says otherwise
+    rc, out, err = run_cli(["train", "--resume", run])
+    assert rc == 2 and out == "" and "Traceback" not in err
+    assert (
+        err.strip()
+        == f"error: {run / 'train_state.json'}: truncated or altered: 11 bytes, checkpoint.json says "
+        + str(json.loads((run / "checkpoint.json").read_text(encoding="utf-8"))["files"]["train_state.json"]["bytes"])
+    )
+
+
+def test_resume_needs_the_training_state(tmp_path: Path, finished_run: Path) -> None:
+    # a folder with weights and configs but no optimiser state (as written before resume existed)
+    config = TrainConfig.from_dict(json.loads((finished_run / "train_config.json").read_text(encoding="utf-8")))
+    model = ModelConfig.from_dict(json.loads((finished_run / "model_config.json").read_text(encoding="utf-8")))
+    save_checkpoint(
+        tmp_path, weights=load_safetensors(finished_run / "model.safetensors"), configs={}, state={"step": 6}
+    )
+    with pytest.raises(CheckpointError, match="holds weights but no training state, so it cannot be resumed"):
+        train_lm(model, config, tmp_path, load_lm_data(config), progress=False, resume=True)
