@@ -200,6 +200,40 @@ def test_per_line_run_records_the_words(words_run: Path) -> None:
     assert set(vocab["tokens"][1:]) == set("".join(WORDS))
 
 
+def test_numpy_per_line_run_with_a_test_split_and_the_best_weights(tmp_path: Path) -> None:
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    rc, stdout, err = run_cli(
+        [
+            "train",
+            "--engine",
+            "numpy",
+            "--data",
+            path,
+            "--per-line",
+            "--test-size",
+            "10",
+            "--out",
+            out,
+            "--quiet",
+            *TINY,
+        ]
+    )
+    assert rc == 0, err
+    record = json.loads(stdout)
+    assert record["step"] == 20 and math.isfinite(record["test_loss"])
+    split = json.loads((out / "data" / "split.json").read_text(encoding="utf-8"))
+    assert len(split["parts"]["test"]) == 10  # the held-out items, saved with the run
+    rc, stdout, err = run_cli(["eval", out, "--split", "test", "--engine", "numpy"])
+    assert rc == 0, err
+    assert json.loads(stdout)["loss"] == pytest.approx(record["test_loss"], abs=1e-6)
+    best = json.loads((out / "best" / "train_state.json").read_text(encoding="utf-8"))
+    assert best["val_loss"] == record["best_val_loss"]
+    rc, stdout, err = run_cli(["sample", out / "best", "--num-samples", "2", "--seed", "0"])
+    assert rc == 0 and len(stdout.split()) == 2, err
+
+
 def test_default_data_is_the_census_names(tmp_path: Path) -> None:
     pytest.importorskip("names")
     out = tmp_path / "names_run"

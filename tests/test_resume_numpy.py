@@ -121,13 +121,14 @@ def test_checkpoint_every_saves_between_evaluations(
     config = _config(corpus, max_steps=12, eval_every=100, checkpoint_every=4)
     data = load_lm_data(config)
     saved: list[int] = []
-    save_lm = lm_module.save_lm
+    save_checkpoint = lm_module.save_checkpoint
 
-    def spy(*args, **kwargs):
-        saved.append(args[5]["step"])  # the training state
-        return save_lm(*args, **kwargs)
+    def spy(directory, **kwargs):
+        if kwargs.get("extra_tensors") is not None:  # the resumable checkpoint, not best/
+            saved.append(kwargs["state"]["step"])
+        return save_checkpoint(directory, **kwargs)
 
-    monkeypatch.setattr(lm_module, "save_lm", spy)
+    monkeypatch.setattr(lm_module, "save_checkpoint", spy)
     train_lm(_model(len(data.vocab), "lstm"), config, tmp_path / "run", data, progress=False)
     assert saved == [4, 8, 12]  # the last one with the final evaluation
     assert [r["step"] for r in _metrics(tmp_path / "run")] == [12]

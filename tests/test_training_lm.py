@@ -18,12 +18,12 @@ from rnnlab.training import lm as lm_module
 from rnnlab.training.lm import (
     TrainingError,
     evaluate,
-    learning_rate,
     load_lm,
     load_lm_data,
     train_lm,
 )
 from rnnlab.training.metrics import METRICS_FILE
+from rnnlab.training.schedule import Schedule
 
 TINY_TRAIN = {"batch_size": 4, "seq_len": 8, "max_steps": 20, "eval_every": 10}
 
@@ -303,37 +303,37 @@ def test_train_lm_deals_per_line_items_in_a_new_order_every_epoch(
 # the learning-rate schedule
 
 
-def test_learning_rate_cosine_endpoints() -> None:
+def test_schedule_cosine_endpoints() -> None:
     cfg = TrainConfig(max_steps=100, lr=1.0, lr_min_ratio=0.1)
-    assert learning_rate(cfg, 0, 0.0) == pytest.approx(1.0)
-    assert learning_rate(cfg, 50, 0.0) == pytest.approx(0.55)
-    assert learning_rate(cfg, 100, 0.0) == pytest.approx(0.1)
-    assert learning_rate(cfg, 500, 0.0) == pytest.approx(0.1)  # clamped past the budget
-    values = [learning_rate(cfg, s, 0.0) for s in range(101)]
+    assert Schedule(cfg).lr(0, 0.0) == pytest.approx(1.0)
+    assert Schedule(cfg).lr(50, 0.0) == pytest.approx(0.55)
+    assert Schedule(cfg).lr(100, 0.0) == pytest.approx(0.1)
+    assert Schedule(cfg).lr(500, 0.0) == pytest.approx(0.1)  # clamped past the budget
+    values = [Schedule(cfg).lr(s, 0.0) for s in range(101)]
     assert all(a >= b for a, b in itertools.pairwise(values))
 
 
-def test_learning_rate_follows_time_without_max_steps() -> None:
+def test_schedule_follows_time_without_max_steps() -> None:
     cfg = TrainConfig(max_time=10.0, lr=2.0, lr_min_ratio=0.0)
-    assert learning_rate(cfg, 1234, 0.0) == pytest.approx(2.0)
-    assert learning_rate(cfg, 0, 5.0) == pytest.approx(1.0)
-    assert learning_rate(cfg, 0, 10.0) == pytest.approx(0.0, abs=1e-12)
+    assert Schedule(cfg).lr(1234, 0.0) == pytest.approx(2.0)
+    assert Schedule(cfg).lr(0, 5.0) == pytest.approx(1.0)
+    assert Schedule(cfg).lr(0, 10.0) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_learning_rate_warmup_then_cosine() -> None:
+def test_schedule_warmup_then_cosine() -> None:
     cfg = TrainConfig(max_steps=100, lr=1.0, warmup_steps=10)
-    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
-    assert learning_rate(cfg, 4, 0.0) == pytest.approx(0.5)
-    assert learning_rate(cfg, 9, 0.0) == pytest.approx(1.0)
-    assert learning_rate(cfg, 10, 0.0) <= 1.0
-    ramp = [learning_rate(cfg, s, 0.0) for s in range(10)]
+    assert Schedule(cfg).lr(0, 0.0) == pytest.approx(0.1)
+    assert Schedule(cfg).lr(4, 0.0) == pytest.approx(0.5)
+    assert Schedule(cfg).lr(9, 0.0) == pytest.approx(1.0)
+    assert Schedule(cfg).lr(10, 0.0) <= 1.0
+    ramp = [Schedule(cfg).lr(s, 0.0) for s in range(10)]
     assert all(a < b for a, b in itertools.pairwise(ramp))
 
 
-def test_learning_rate_constant() -> None:
+def test_schedule_constant() -> None:
     cfg = TrainConfig(max_steps=100, lr=0.3, lr_schedule="constant", warmup_steps=3)
-    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
-    assert [learning_rate(cfg, s, 0.0) for s in (3, 50, 100)] == [0.3, 0.3, 0.3]
+    assert Schedule(cfg).lr(0, 0.0) == pytest.approx(0.1)
+    assert [Schedule(cfg).lr(s, 0.0) for s in (3, 50, 100)] == [0.3, 0.3, 0.3]
 
 
 def test_train_lm_draws_the_loss_curve(tmp_path: Path) -> None:
@@ -346,3 +346,30 @@ def test_train_lm_draws_the_loss_curve(tmp_path: Path) -> None:
     train_lm(_tiny_model(len(data.vocab)), cfg, tmp_path / "run", data, progress=False)
     assert (tmp_path / "run" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert matplotlib.get_backend() == backend  # the caller's plotting session is left alone
+
+
+def test_train_lm_keeps_the_best_stops_early_and_cuts_the_rate_on_a_plateau(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = TrainConfig(
+        data=_write(tmp_path, "ab cd ef " * 30), batch_size=4, seq_len=8, max_steps=100, eval_every=5, lr=0.01,
+        lr_schedule="plateau", plateau_patience=1, plateau_factor=0.5, lr_min_ratio=0.1, patience=2,
+    )  # fmt: skip
+    data = load_lm_data(cfg)
+    val_losses = iter([3.0, 2.5, 2.7, 2.4, 2.6, 2.45, 2.0])
+
+    def scripted_evaluate(model, tokens, *args, **kw):
+        return next(val_losses)
+
+    monkeypatch.setattr(lm_module, "evaluate", scripted_evaluate)
+    out = tmp_path / "run"
+    record = train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False)
+    records = [json.loads(x) for x in (out / METRICS_FILE).read_text().splitlines()]
+    # two evaluations in a row without a new best (2.6, 2.45 after 2.4): stopped after the sixth
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
+    assert record["stopped_early"] is True and record["step"] == 30 and record["best_val_loss"] == 2.4
+    # each evaluation that failed to improve halved the rate the next steps used
+    assert [r["lr"] for r in records] == pytest.approx([0.01, 0.01, 0.01, 0.005, 0.005, 0.0025])
+    best = json.loads((out / "best" / "train_state.json").read_text())
+    assert best == {"task": "lm", "step": 20, "val_loss": 2.4}
+    assert load_lm(out / "best").model.state_dict().keys() == load_lm(out).model.state_dict().keys()

@@ -594,17 +594,12 @@ def _build_lm(args: argparse.Namespace, options: dict[str, Any]):
 # the NumPy trainer implements these options at their defaults only
 _TORCH_ONLY = {
     "level": "char",
-    "test_size": 0,
-    "patience": None,
     "tie_weights": False,
     "device": "auto",
     "precision": "auto",
     "threads": None,
-    "keep_best": True,
     "momentum": 0.9,
     "eval_batch_size": 128,
-    "plateau_factor": 0.5,
-    "plateau_patience": 1,
 }
 
 
@@ -634,8 +629,6 @@ def _run_lm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for key, default in _TORCH_ONLY.items():
         if key in options["_given"] and options[key] != default:
             raise ValueError(f"{key}: --{key.replace('_', '-')} is implemented by --engine torch only")
-    if options["lr_schedule"] == "plateau":
-        raise ValueError("lr_schedule: 'plateau' is implemented by --engine torch only")
     return _train_numpy(options)
 
 
@@ -656,7 +649,7 @@ def _train_numpy(options: dict[str, Any]) -> int:
     # (never read whole), the split saved beside them
     with _removed_unless_saved(out):
         splits = load_lm_splits(train_config, data_dir=out / DATA_DIR)
-        data = LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line)  # type: ignore[arg-type]
+        data = LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line, splits.test)  # type: ignore[arg-type]
         model_config = ModelConfig(vocab_size=len(data.vocab), **model_options)
         if log:
             log(
@@ -676,14 +669,14 @@ def _resume_numpy(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
     run = Path(args.resume)
     ckpt, options, config = _resume_config(args, parser)
-    for key in ("device", "threads", "patience"):
+    for key in ("device", "threads"):
         if key in options["_given"]:
             raise ValueError(f"{key}: --{key.replace('_', '-')} is implemented by --engine torch only")
     vocab_json = dict(ckpt.configs["vocab"])
     vocab_json.pop("per_line", None)
     # the run's own token file and split, checked against the data file: never recomputed
     splits = open_run_splits(run, config, vocab_from_json(vocab_json))
-    data = LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line)  # type: ignore[arg-type]
+    data = LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line, splits.test)  # type: ignore[arg-type]
     quiet = bool(options.get("quiet"))
     log = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     if log:

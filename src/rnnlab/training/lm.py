@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,9 +37,10 @@ from ..scratch import optim
 from ..scratch.clip import clip_grad_norm_, clip_grad_value_
 from ..scratch.losses import cross_entropy
 from ..scratch.models import LanguageModel
-from .checkpoint import MANIFEST, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import BEST_DIR, MANIFEST, CheckpointError, load_checkpoint, save_checkpoint
 from .metrics import plot_losses, read_metrics, write_metrics
 from .progress import Progress
+from .schedule import Schedule
 
 if TYPE_CHECKING:
     from .lm_data import LMSplits
@@ -58,6 +59,7 @@ class LMData:
     val: np.ndarray  # (N_val,) token ids
     name: str
     per_line: bool
+    test: np.ndarray | None = None  # (N_test,) token ids of a held-out test split, scored at the end
 
     @property
     def boundary_id(self) -> int | None:
@@ -176,50 +178,6 @@ def make_optimizer(model, config: TrainConfig) -> optim.Optimizer:
     return optim.Adagrad(model, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def learning_rate(config: TrainConfig, step: int, elapsed: float) -> float:
-    """Warm-up, then constant or cosine decay over the run's budget (steps, or seconds without max_steps).
-
-    Example:
-        >>> learning_rate(TrainConfig(max_steps=100, lr=1.0, lr_min_ratio=0.1), 100, 0.0)
-        0.1
-    """
-    if config.warmup_steps and step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    if config.lr_schedule == "constant":
-        return config.lr
-    if config.max_steps is not None:
-        progress = step / config.max_steps
-    else:
-        assert config.max_time is not None
-        progress = elapsed / config.max_time
-    progress = min(max(progress, 0.0), 1.0)
-    low = config.lr * config.lr_min_ratio
-    return low + (config.lr - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def save_lm(
-    out_dir: Path,
-    model: LanguageModel,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    data: LMData,
-    state: dict,
-    extra_tensors: dict[str, np.ndarray] | None = None,
-) -> None:
-    """Checkpoint: weights (safetensors), configs and vocabulary (JSON), training state."""
-    save_checkpoint(
-        out_dir,
-        weights=model.state_dict(),
-        configs={
-            "model_config": model_config.to_dict(),
-            "train_config": train_config.to_dict(),
-            "vocab": {**data.vocab.to_json(), "per_line": data.per_line},
-        },
-        extra_tensors=extra_tensors,
-        state=state,
-    )
-
-
 STATE_FORMAT = 1  # version of the NumPy engine's train_state.json
 
 
@@ -253,14 +211,22 @@ def _refuse_torch_only_options(model_config: ModelConfig, train_config: TrainCon
     # options this trainer does not implement are errors, not silently ignored settings
     if model_config.tie_weights:
         raise ValueError("tie_weights: tied embeddings are implemented by the torch engine only")
-    if train_config.lr_schedule == "plateau":
-        raise ValueError("lr_schedule: 'plateau' is implemented by the torch engine only")
     if train_config.level != "char":
         raise ValueError(f"level: the NumPy engine trains character models only, got {train_config.level!r}")
-    if train_config.test_size:
-        raise ValueError("test_size: a test split is implemented by the torch engine only")
-    if train_config.patience is not None:
-        raise ValueError("patience: early stopping is implemented by the torch engine only")
+
+
+@dataclass
+class _RunState:
+    """Where a NumPy-engine run stands: everything besides the model, optimiser, data and generators."""
+
+    step: int = 0
+    elapsed: float = 0.0  # seconds of training, evaluations not counted
+    carry: np.ndarray | tuple[np.ndarray, ...] | None = None  # hidden state carried into the next chunk
+    pending_losses: list[float] = field(default_factory=list)  # training losses since the last evaluation
+    history: list[dict] = field(default_factory=list)  # the metrics records
+    best_val: float = math.inf
+    evals_since_best: int = 0
+    stopped_early: bool = False
 
 
 def train_lm(
@@ -277,8 +243,11 @@ def train_lm(
     """Train `model_config` on `data` with the NumPy engine, writing checkpoints and metrics to `out_dir`.
 
     Every evaluation (and every `checkpoint_every` steps) replaces the checkpoint in `out_dir`:
-    weights, configs and vocabulary, plus what an exact resume needs (optimiser moments, data
-    position, every random generator, the carried hidden state, the step and elapsed time).
+    weights, configs and vocabulary, plus what an exact resume needs (optimiser moments, schedule,
+    data position, every random generator, the carried hidden state, the step and elapsed time).
+    As on the torch engine, `keep_best` keeps the best evaluation's weights in `out_dir/best`,
+    `patience` stops after that many evaluations without a new best, the 'plateau' schedule cuts
+    the rate when the validation loss stalls, and a test split (`data.test`) is scored at the end.
 
     Args:
         model_config: the model; `vocab_size` must equal `len(data.vocab)`.
@@ -287,14 +256,16 @@ def train_lm(
         data: from `load_lm_data` (in memory), or memory-mapped splits as the CLI builds them
             (`training.lm_data.load_lm_splits`: running text never read whole).
         resume: continue from the checkpoint in `out_dir` exactly where it left off (the same
-            model and data; `train_config` may change only the budget and `checkpoint_every`).
+            model and data; `train_config` may change only the budget, `checkpoint_every` and
+            `patience`).
         stop_at_step: leave after this step with a checkpoint, as if interrupted, although the
             budget is not spent (for tests of resuming; None: run to the end).
         progress: show a progress bar on stderr.
         log: called with one line per evaluation (None: silent).
 
     Returns:
-        The last metrics record: step, elapsed_s, train_loss, val_loss, ...
+        The last metrics record: step, elapsed_s, train_loss, val_loss, best_val_loss, lr, tokens
+        (and test_loss with a test split).
 
     Example:
         >>> data = load_lm_data(TrainConfig(max_steps=10))
@@ -307,27 +278,35 @@ def train_lm(
             f"vocab_size: expected {len(data.vocab)} (the data's vocabulary), got {model_config.vocab_size}"
         )
     _refuse_torch_only_options(model_config, train_config)
+    if train_config.test_size and data.test is None:
+        raise ValueError(
+            f"test_size: expected data with a test split (training.lm_data.load_lm_splits), got none for test_size={train_config.test_size}"
+        )
     B, T = train_config.batch_size, train_config.seq_len
     check_lm_data(data, train_config)  # before anything is written
     batcher = make_lm_batcher(data, train_config)  # per-line items in a new order every epoch
     out_dir = Path(out_dir)
     model = LanguageModel(model_config, seed=train_config.seed)
     opt = make_optimizer(model, train_config)
-    reset_rng = np.random.default_rng(train_config.seed + 1)
-    step, elapsed, state = 0, 0.0, None
-    losses: list[float] = []  # training losses since the last evaluation
-    history: list[dict] = []  # the metrics records
+    schedule = Schedule(train_config)
+    generators = _generators(model, np.random.default_rng(train_config.seed + 1))
+    run = _RunState()
     if resume:
-        step, elapsed, state, losses, history = _load_training_state(
-            out_dir, model, model_config, opt, batcher, _generators(model, reset_rng)
-        )
-    record: dict = history[-1] if history else {}
+        run = _load_training_state(out_dir, model, model_config, opt, schedule, batcher, generators)
+    record: dict = run.history[-1] if run.history else {}
     started = time.perf_counter()
     bar = Progress(total_steps=train_config.max_steps, total_seconds=train_config.max_time, enabled=progress)
+    configs = {
+        "model_config": model_config.to_dict(),
+        "train_config": train_config.to_dict(),
+        "vocab": {**data.vocab.to_json(), "per_line": data.per_line},
+    }
 
     def done() -> bool:
-        return (train_config.max_steps is not None and step >= train_config.max_steps) or (
-            train_config.max_time is not None and elapsed >= train_config.max_time
+        return (
+            (train_config.max_steps is not None and run.step >= train_config.max_steps)
+            or (train_config.max_time is not None and run.elapsed >= train_config.max_time)
+            or run.stopped_early
         )
 
     def stop(what: str) -> TrainingError:
@@ -336,7 +315,7 @@ def train_lm(
             if (out_dir / MANIFEST).exists()
             else f"nothing was saved in {out_dir}"
         )
-        return TrainingError(f"{what} at step {step} (lr {opt.lr:g}); stopped, {kept}")
+        return TrainingError(f"{what} at step {run.step} (lr {opt.lr:g}); stopped, {kept}")
 
     def check_weights() -> None:
         # never replace a good checkpoint with diverged weights (the last update can blow them up)
@@ -345,65 +324,70 @@ def train_lm(
 
     def save() -> None:
         check_weights()
-        opt_state = opt.state_dict()
-        tensors = {f"optim.{k}": v for k, v in opt_state.items() if k != "step"}
-        carry = () if state is None else state if isinstance(state, tuple) else (state,)
-        tensors.update({f"carry.{i}": s for i, s in enumerate(carry)})
-        info = {
-            "format_version": STATE_FORMAT,
-            "engine": "numpy",
-            "task": "lm",
-            "step": step,
-            "elapsed_s": elapsed,
-            "val_loss": record.get("val_loss"),
-            "pending_losses": losses,
-            "optimizer": {"name": train_config.optimizer, "step": int(opt_state["step"])},
-            "data": batcher.state_dict(),
-            "rng": {k: g.bit_generator.state for k, g in _generators(model, reset_rng).items()},
-            "carry": len(carry),
-        }
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_lm(out_dir, model, model_config, train_config, data, info, tensors)
+        tensors, info = _training_state(run, opt, schedule, batcher, generators, train_config)
+        info["val_loss"] = record.get("val_loss")
+        save_checkpoint(out_dir, weights=model.state_dict(), configs=configs, extra_tensors=tensors, state=info)
 
-    def evaluate_and_save() -> dict:
+    def evaluate_and_save(final: bool = False) -> dict:
         val_loss = evaluate(model, data.val, train_config.eval_batch_size)
         check_weights()  # the more telling error first: non-finite weights make the loss non-finite too
         if not math.isfinite(val_loss):
             raise stop(f"val_loss: became {val_loss}")
         rec = {
-            "step": step,
-            "elapsed_s": round(elapsed, 3),
+            "step": run.step,
+            "elapsed_s": round(run.elapsed, 3),
             "wall_s": round(time.perf_counter() - started, 3),
-            "train_loss": float(np.mean(losses)) if losses else None,
+            "train_loss": float(np.mean(run.pending_losses)) if run.pending_losses else None,
             "val_loss": val_loss,
             "lr": opt.lr,
-            "tokens": step * B * T,
+            "tokens": run.step * B * T,
         }
-        losses.clear()
-        history.append(rec)
+        run.pending_losses.clear()
+        schedule.observe(val_loss)
+        improved = val_loss < run.best_val
+        if improved:
+            run.best_val, run.evals_since_best = val_loss, 0
+        else:
+            run.evals_since_best += 1
+        rec["best_val_loss"] = run.best_val
+        if final and data.test is not None:
+            rec["test_loss"] = evaluate(model, data.test, train_config.eval_batch_size)
+        elif not final and train_config.patience is not None and run.evals_since_best >= train_config.patience:
+            run.stopped_early = rec["stopped_early"] = True
+        run.history.append(rec)
         nonlocal record
         record = rec
         save()  # the checkpoint first: metrics never list an evaluation that no checkpoint holds
-        write_metrics(out_dir, history)
-        plot_losses(out_dir, history, f"lm (numpy engine): validation {val_loss:.4f}")
+        if improved and train_config.keep_best:
+            best = {"task": "lm", "step": run.step, "val_loss": val_loss}
+            save_checkpoint(out_dir / BEST_DIR, weights=model.state_dict(), configs=configs, state=best)
+        write_metrics(out_dir, run.history)
+        plot_losses(out_dir, run.history, f"lm (numpy engine): best validation {run.best_val:.4f}")
         if log is not None:
-            log(f"step {step}: train {rec['train_loss']:.4f}  val {val_loss:.4f}  ({elapsed:.0f}s)")
+            test = f"  test {rec['test_loss']:.4f}" if "test_loss" in rec else ""
+            train = f"{rec['train_loss']:.4f}" if rec["train_loss"] is not None else "-"
+            log(
+                f"step {run.step}: train {train}  val {val_loss:.4f}{test}  lr {opt.lr:.2e}  ({run.elapsed:.0f}s)"
+                + ("  early stop" if run.stopped_early else "")
+            )
         return rec
 
     every = train_config.checkpoint_every
+    reset_rng = generators["state_reset"]
     # overflow is caught explicitly (non-finite loss or weights), so NumPy's warnings would only be noise
     with bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while not done():
             t0 = time.perf_counter()
             x, y, reset = batcher.next_batch()
             if reset:
-                state = None
+                run.carry = None
             elif train_config.state_reset_prob > 0:
                 zero = reset_rng.random(B) < train_config.state_reset_prob  # (B,) streams to restart
-                for s in state if isinstance(state, tuple) else (state,):
-                    s[:, zero] = 0
-            opt.lr = learning_rate(train_config, step, elapsed)
-            logits, state = model.forward(x, state)  # state: plain arrays, so no gradient crosses chunks
+                for h in run.carry if isinstance(run.carry, tuple) else (run.carry,):
+                    h[:, zero] = 0
+            opt.lr = schedule.lr(run.step, run.elapsed)
+            logits, run.carry = model.forward(x, run.carry)  # plain arrays: no gradient crosses chunks
             loss, dlogits = cross_entropy(logits, y)
             if not math.isfinite(loss):
                 raise stop(f"loss: became {loss}")
@@ -414,23 +398,58 @@ def train_lm(
             elif train_config.clip_mode == "value":
                 clip_grad_value_(model, train_config.grad_clip)
             opt.step()
-            step += 1
-            losses.append(loss)
-            elapsed += time.perf_counter() - t0
-            bar.update(step, elapsed, loss)
+            run.step += 1
+            run.pending_losses.append(loss)
+            run.elapsed += time.perf_counter() - t0
+            bar.update(run.step, run.elapsed, loss)
             if done():
                 break
-            if step % train_config.eval_every == 0:
+            saved = run.step % train_config.eval_every == 0
+            if saved:
                 evaluate_and_save()
-            elif every and step % every == 0:
+            elif every and run.step % every == 0:
                 save()
-            if stop_at_step is not None and step >= stop_at_step:
-                if step % train_config.eval_every and not (every and step % every == 0):
+                saved = True
+            if stop_at_step is not None and run.step >= stop_at_step and not run.stopped_early:
+                if not saved:
                     save()
                 return record
-        if not history or history[-1]["step"] != step:  # a resumed run may have nothing left to do
-            record = evaluate_and_save()
+        if not run.history or run.history[-1]["step"] != run.step:  # a resumed run may have nothing left to do
+            record = evaluate_and_save(final=True)
     return record
+
+
+def _training_state(
+    run: _RunState,
+    opt: optim.Optimizer,
+    schedule: Schedule,
+    batcher: StreamBatcher | ItemStreamBatcher,
+    generators: dict[str, np.random.Generator],
+    train_config: TrainConfig,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays and the JSON of what an exact resume needs (`_load_training_state` reads them)."""
+    opt_state = opt.state_dict()
+    tensors = {f"optim.{k}": v for k, v in opt_state.items() if k != "step"}
+    carry = () if run.carry is None else run.carry if isinstance(run.carry, tuple) else (run.carry,)
+    tensors.update({f"carry.{i}": h for i, h in enumerate(carry)})
+    finite = lambda v: v if math.isfinite(v) else None  # noqa: E731 - JSON has no infinity
+    info = {
+        "format_version": STATE_FORMAT,
+        "engine": "numpy",
+        "task": "lm",
+        "step": run.step,
+        "elapsed_s": run.elapsed,
+        "pending_losses": run.pending_losses,
+        "best_val": finite(run.best_val),
+        "evals_since_best": run.evals_since_best,
+        "stopped_early": run.stopped_early,
+        "schedule": {**schedule.state_dict(), "best": finite(schedule.best)},
+        "optimizer": {"name": train_config.optimizer, "step": int(opt_state["step"])},
+        "data": batcher.state_dict(),
+        "rng": {k: g.bit_generator.state for k, g in generators.items()},
+        "carry": len(carry),
+    }
+    return tensors, info
 
 
 def _load_training_state(
@@ -438,10 +457,11 @@ def _load_training_state(
     model: LanguageModel,
     model_config: ModelConfig,
     opt: optim.Optimizer,
+    schedule: Schedule,
     batcher: StreamBatcher | ItemStreamBatcher,
     generators: dict[str, np.random.Generator],
-) -> tuple[int, float, np.ndarray | tuple[np.ndarray, ...] | None, list[float], list[dict]]:
-    """Restore what `train_lm` saved in `out_dir`; returns step, elapsed, carried state, losses, metrics."""
+) -> _RunState:
+    """Restore what `train_lm` saved in `out_dir` into the fresh objects given; returns the run state."""
     ckpt = load_checkpoint(out_dir)  # verified: a damaged checkpoint is an error before anything runs
     st, tensors = ckpt.state, ckpt.extra_tensors
     if st is None or tensors is None or "optimizer" not in st:
@@ -465,12 +485,21 @@ def _load_training_state(
             **{k[len("optim.") :]: v for k, v in tensors.items() if k.startswith("optim.")},
         }
     )
+    sched = dict(st["schedule"])
+    schedule.load_state_dict({**sched, "best": math.inf if sched.get("best") is None else sched["best"]})
     batcher.load_state_dict(st["data"])
     for name, gen in generators.items():
         gen.bit_generator.state = st["rng"][name]
     carry = tuple(np.array(tensors[f"carry.{i}"], dtype=model.dtype) for i in range(int(st["carry"])))
-    state = None if not carry else carry if model_config.cell == "lstm" else carry[0]
     step = int(st["step"])
-    # the metrics of evaluations after this checkpoint belong to the part of the run being redone
-    history = read_metrics(out_dir, up_to_step=step)
-    return step, float(st["elapsed_s"]), state, [float(x) for x in st["pending_losses"]], history
+    return _RunState(
+        step=step,
+        elapsed=float(st["elapsed_s"]),
+        carry=None if not carry else carry if model_config.cell == "lstm" else carry[0],
+        pending_losses=[float(x) for x in st["pending_losses"]],
+        # the metrics of evaluations after this checkpoint belong to the part of the run being redone
+        history=read_metrics(out_dir, up_to_step=step),
+        best_val=math.inf if st.get("best_val") is None else float(st["best_val"]),
+        evals_since_best=int(st["evals_since_best"]),
+        stopped_early=bool(st["stopped_early"]),
+    )
