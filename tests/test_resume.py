@@ -5,12 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +15,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from resume_support import TEXT, assert_same_weights, metrics, subprocess_env, train_and_sigkill  # noqa: E402
 from rnnlab.cli.main import main  # noqa: E402
 from rnnlab.config import TrainConfig  # noqa: E402
-from rnnlab.training.checkpoint import load_safetensors  # noqa: E402
 from rnnlab.training.lm_run import load_run  # noqa: E402
 from rnnlab.training.lm_task import LMTask  # noqa: E402
 from rnnlab.training.trainer import Trainer  # noqa: E402
 
-TEXT = "".join(
-    f"{w} " for w in ("to be or not to be that is the question whether tis nobler in the mind to suffer " * 60).split()
-)
+_ENV = subprocess_env(OMP_NUM_THREADS="1")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -65,21 +60,6 @@ def _config(corpus: Path, **kw) -> TrainConfig:
 MODEL = dict(cell="lstm", hidden_size=24, embedding_dim=8, num_layers=2, dropout=0.2)
 
 
-def _weights(run: Path) -> dict[str, np.ndarray]:
-    return load_safetensors(run / "model.safetensors")
-
-
-def _assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = _weights(a), _weights(b)
-    assert wa.keys() == wb.keys()
-    for name in wa:
-        assert np.array_equal(wa[name], wb[name]), name
-
-
-def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
 @pytest.mark.parametrize("schedule", ["cosine", "plateau"])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, corpus: Path, schedule: str) -> None:
     config = _config(corpus, lr_schedule=schedule, plateau_patience=1, plateau_factor=0.5)
@@ -97,18 +77,18 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, corpus: Pa
     assert second.step == 12
     record = second.fit()
 
-    _assert_same_weights(straight, split)
-    assert _metrics(straight) == [
+    assert_same_weights(straight, split)
+    assert metrics(straight) == [
         {**r, "wall_s": s["wall_s"], "elapsed_s": s["elapsed_s"]}
-        for r, s in zip(_metrics(split), _metrics(straight), strict=True)
+        for r, s in zip(metrics(split), metrics(straight), strict=True)
     ]
-    assert record["step"] == 24 and [r["step"] for r in _metrics(split)] == [5, 10, 15, 20, 24]
+    assert record["step"] == 24 and [r["step"] for r in metrics(split)] == [5, 10, 15, 20, 24]
     # the final checkpoints hold the same optimiser, RNG and data state too: one more step is identical.
     # (one trainer after the other: dropout draws from the process-wide torch generator)
     longer = config.replace(max_steps=25)
     for run in (straight, split):
         Trainer(LMTask.from_config(longer, MODEL), longer, run, resume=True).fit()
-    _assert_same_weights(straight, split)
+    assert_same_weights(straight, split)
 
 
 def test_per_line_resume_across_reshuffled_epochs(tmp_path: Path) -> None:
@@ -124,7 +104,7 @@ def test_per_line_resume_across_reshuffled_epochs(tmp_path: Path) -> None:
     resumed = LMTask.from_config(config, model)
     Trainer(resumed, config, tmp_path / "split", resume=True).fit()
     assert resumed.batcher.epoch >= 3
-    _assert_same_weights(tmp_path / "straight", tmp_path / "split")
+    assert_same_weights(tmp_path / "straight", tmp_path / "split")
 
 
 def _train_argv(corpus: Path, out: Path, steps: int, every: int) -> list[str]:
@@ -136,55 +116,21 @@ def _train_argv(corpus: Path, out: Path, steps: int, every: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
-def _checkpoint_step(run: Path) -> int | None:
-    try:
-        if not (run / "checkpoint.json").exists():
-            return None
-        return json.loads((run / "train_state.json").read_text(encoding="utf-8"))["step"]
-    except (OSError, ValueError, KeyError):
-        return None  # caught between two files of a save
-
-
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, corpus: Path) -> None:
     steps, half = 400, 200
     reference = tmp_path / "reference"
     proc = subprocess.run(
         [sys.executable, "-m", "rnnlab", *_train_argv(corpus, reference, steps, half)],
-        capture_output=True, text=True, env=_env(), timeout=300,
+        capture_output=True, text=True, env=_ENV, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-
-    for attempt in range(3):  # the kill must land between the checkpoints at `half` and `steps`
-        run = tmp_path / f"killed{attempt}"
-        child = subprocess.Popen(
-            [sys.executable, "-m", "rnnlab", *_train_argv(corpus, run, steps, half)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
-        )  # fmt: skip
-        deadline = time.monotonic() + 240
-        while child.poll() is None and time.monotonic() < deadline:
-            if _checkpoint_step(run) == half:
-                child.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.005)
-        child.wait(timeout=60)
-        if child.returncode == -signal.SIGKILL and _checkpoint_step(run) == half:
-            break
-    else:
-        pytest.fail("could not kill the run between its two checkpoints in 3 attempts")
+    run = train_and_sigkill(lambda out: _train_argv(corpus, out, steps, half), tmp_path, half, _ENV)
 
     rc, out, err = run_cli(["train", "--resume", run, "--threads", "1", "--quiet"])
     assert rc == 0, err
     assert json.loads(out)["step"] == steps
-    _assert_same_weights(reference, run)
-    assert _metrics(reference)[-1]["val_loss"] == _metrics(run)[-1]["val_loss"]
+    assert_same_weights(reference, run)
+    assert metrics(reference)[-1]["val_loss"] == metrics(run)[-1]["val_loss"]
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +147,7 @@ def test_resume_can_extend_the_budget(tmp_path: Path, finished_run: Path) -> Non
     rc, out, err = run_cli(["train", "--resume", run, "--max-steps", "15", "--quiet"])
     assert rc == 0, err
     assert json.loads(out)["step"] == 15
-    assert [r["step"] for r in _metrics(run)] == [5, 10, 15]
+    assert [r["step"] for r in metrics(run)] == [5, 10, 15]
 
 
 @pytest.mark.parametrize(

@@ -9,24 +9,24 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from resume_support import TEXT, assert_same_weights, metrics, subprocess_env, train_and_sigkill
 from rnnlab.cli.main import main
 from rnnlab.config import ModelConfig, TrainConfig
 from rnnlab.training import lm as lm_module
 from rnnlab.training.checkpoint import CheckpointError, load_safetensors, save_checkpoint
 from rnnlab.training.lm import load_lm_data, train_lm
 
-TEXT = "to be or not to be that is the question whether tis nobler in the mind to suffer " * 60
+# the same BLAS threads in every process: the same rounding
+_ENV = subprocess_env(OPENBLAS_NUM_THREADS="1")
+
 NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "zoë"] * 6
 
 
@@ -59,17 +59,6 @@ def _model(vocab_size: int, cell: str, **kw) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, **base)
 
 
-def _assert_same_weights(a: Path, b: Path) -> None:
-    wa, wb = load_safetensors(a / "model.safetensors"), load_safetensors(b / "model.safetensors")
-    assert wa.keys() == wb.keys()
-    for name in wa:
-        assert np.array_equal(wa[name], wb[name]), name
-
-
-def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
 def _without_times(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("elapsed_s", "wall_s")} for r in records]
 
@@ -86,19 +75,19 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, corpus: Pa
     train_lm(model, config, split, data, progress=False, stop_at_step=12)
     state = json.loads((split / "train_state.json").read_text(encoding="utf-8"))
     assert state["step"] == 12 and len(state["pending_losses"]) == 2 and state["carry"] == (2 if cell == "lstm" else 1)
-    assert [r["step"] for r in _metrics(split)] == [5, 10]
+    assert [r["step"] for r in metrics(split)] == [5, 10]
     np.random.seed(999)  # noqa: NPY002 - disturbing the legacy global generator on purpose
     record = train_lm(model, config, split, load_lm_data(config), progress=False, resume=True)
 
     assert record["step"] == 24
-    _assert_same_weights(straight, split)
-    assert [r["step"] for r in _metrics(split)] == [5, 10, 15, 20, 24]
-    assert _without_times(_metrics(split)) == _without_times(_metrics(straight))
+    assert_same_weights(straight, split)
+    assert [r["step"] for r in metrics(split)] == [5, 10, 15, 20, 24]
+    assert _without_times(metrics(split)) == _without_times(metrics(straight))
     # the final checkpoints hold the same optimiser, RNG and data state too: a longer budget goes on identically
     longer = config.replace(max_steps=27)
     for run in (straight, split):
         assert train_lm(model, longer, run, data, progress=False, resume=True)["step"] == 27
-    _assert_same_weights(straight, split)
+    assert_same_weights(straight, split)
 
 
 def test_per_line_resume_across_reshuffled_epochs(tmp_path: Path) -> None:
@@ -112,7 +101,7 @@ def test_per_line_resume_across_reshuffled_epochs(tmp_path: Path) -> None:
     train_lm(model, config, tmp_path / "split", data, progress=False, stop_at_step=37)
     assert json.loads((tmp_path / "split" / "train_state.json").read_text(encoding="utf-8"))["step"] == 37
     train_lm(model, config, tmp_path / "split", data, progress=False, resume=True)
-    _assert_same_weights(tmp_path / "straight", tmp_path / "split")
+    assert_same_weights(tmp_path / "straight", tmp_path / "split")
 
 
 def test_checkpoint_every_saves_between_evaluations(
@@ -131,7 +120,7 @@ def test_checkpoint_every_saves_between_evaluations(
     monkeypatch.setattr(lm_module, "save_checkpoint", spy)
     train_lm(_model(len(data.vocab), "lstm"), config, tmp_path / "run", data, progress=False)
     assert saved == [4, 8, 12]  # the last one with the final evaluation
-    assert [r["step"] for r in _metrics(tmp_path / "run")] == [12]
+    assert [r["step"] for r in metrics(tmp_path / "run")] == [12]
 
 
 def _train_argv(corpus: Path, out: Path, steps: int, every: int) -> list[str]:
@@ -143,27 +132,10 @@ def _train_argv(corpus: Path, out: Path, steps: int, every: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    env["OPENBLAS_NUM_THREADS"] = "1"  # the same BLAS threads in every process: the same rounding
-    return env
-
-
 def _rnnlab(argv: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "rnnlab", *argv], capture_output=True, text=True, env=_env(), timeout=300, **kw
+        [sys.executable, "-m", "rnnlab", *argv], capture_output=True, text=True, env=_ENV, timeout=300, **kw
     )
-
-
-def _checkpoint_step(run: Path) -> int | None:
-    try:
-        if not (run / "checkpoint.json").exists():
-            return None
-        return json.loads((run / "train_state.json").read_text(encoding="utf-8"))["step"]
-    except (OSError, ValueError, KeyError):
-        return None  # caught between two files of a save
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, corpus: Path) -> None:
@@ -171,30 +143,13 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path, corpus: Path) 
     reference = tmp_path / "reference"
     proc = _rnnlab(_train_argv(corpus, reference, steps, half))
     assert proc.returncode == 0, proc.stderr
-
-    for attempt in range(3):  # the kill must land between the checkpoints at `half` and `steps`
-        run = tmp_path / f"killed{attempt}"
-        child = subprocess.Popen(
-            [sys.executable, "-m", "rnnlab", *_train_argv(corpus, run, steps, half)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
-        )  # fmt: skip
-        deadline = time.monotonic() + 240
-        while child.poll() is None and time.monotonic() < deadline:
-            if _checkpoint_step(run) == half:
-                child.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.002)
-        child.wait(timeout=60)
-        if child.returncode == -signal.SIGKILL and _checkpoint_step(run) == half:
-            break
-    else:
-        pytest.fail("could not kill the run between its two checkpoints in 3 attempts")
+    run = train_and_sigkill(lambda out: _train_argv(corpus, out, steps, half), tmp_path, half, _ENV)
 
     proc = _rnnlab(["train", "--resume", str(run), "--quiet"])  # no --engine: the run's own
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["step"] == steps
-    _assert_same_weights(reference, run)
-    assert _metrics(reference)[-1]["val_loss"] == _metrics(run)[-1]["val_loss"]
+    assert_same_weights(reference, run)
+    assert metrics(reference)[-1]["val_loss"] == metrics(run)[-1]["val_loss"]
 
 
 @pytest.fixture(scope="module")
@@ -212,10 +167,10 @@ def test_resume_can_extend_the_budget(tmp_path: Path, finished_run: Path) -> Non
     assert rc == 0, err
     assert err.splitlines()[0] == f"resuming {run} at step 6 (numpy engine)"
     assert json.loads(out)["step"] == 9
-    assert [r["step"] for r in _metrics(run)] == [3, 6, 9]
+    assert [r["step"] for r in metrics(run)] == [3, 6, 9]
     rc, out, err = run_cli(["train", "--resume", run, "--quiet"])  # nothing left to do: the last record again
     assert rc == 0, err
-    assert json.loads(out)["step"] == 9 and len(_metrics(run)) == 3
+    assert json.loads(out)["step"] == 9 and len(metrics(run)) == 3
 
 
 @pytest.mark.parametrize(
