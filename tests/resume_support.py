@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -13,12 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rnnlab.cli.main import main
 from rnnlab.training.checkpoint import load_safetensors
 
 # running text for small LM runs: 60 repetitions of a 16-word line
 TEXT = "".join(
     f"{w} " for w in ("to be or not to be that is the question whether tis nobler in the mind to suffer " * 60).split()
 )
+
+
+def run_cli(argv: list) -> tuple[int, str, str]:
+    """`rnnlab argv` in-process; returns (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
 
 
 def assert_same_weights(a: Path, b: Path) -> None:

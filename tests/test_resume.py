@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
@@ -15,8 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from resume_support import TEXT, assert_same_weights, metrics, subprocess_env, train_and_sigkill  # noqa: E402
-from rnnlab.cli.main import main  # noqa: E402
+from resume_support import TEXT, assert_same_weights, metrics, run_cli, subprocess_env, train_and_sigkill  # noqa: E402
 from rnnlab.config import TrainConfig  # noqa: E402
 from rnnlab.training.lm_run import load_run  # noqa: E402
 from rnnlab.training.lm_task import LMTask  # noqa: E402
@@ -39,13 +36,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "hamlet.txt"
     path.write_text(TEXT, encoding="utf-8")
     return path
-
-
-def run_cli(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _config(corpus: Path, **kw) -> TrainConfig:

@@ -6,8 +6,6 @@ state, and `rnnlab train --resume RUN` picks the engine that trained RUN.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
@@ -17,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resume_support import TEXT, assert_same_weights, metrics, subprocess_env, train_and_sigkill
-from rnnlab.cli.main import main
+from resume_support import TEXT, assert_same_weights, metrics, run_cli, subprocess_env, train_and_sigkill
 from rnnlab.config import ModelConfig, TrainConfig
 from rnnlab.training import lm as lm_module
 from rnnlab.training.checkpoint import CheckpointError, load_safetensors, save_checkpoint
@@ -35,13 +32,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "hamlet.txt"
     path.write_text(TEXT, encoding="utf-8")
     return path
-
-
-def run_cli(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _config(data: Path, **kw) -> TrainConfig:
