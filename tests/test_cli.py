@@ -234,6 +234,27 @@ def test_numpy_per_line_run_with_a_test_split_and_the_best_weights(tmp_path: Pat
     assert rc == 0 and len(stdout.split()) == 2, err
 
 
+@pytest.mark.parametrize("per_line", [False, True])
+def test_numpy_word_level_run(tmp_path: Path, per_line: bool) -> None:
+    words = "the cat sat on a mat and the dog ran to the park while a bird sang in the tree".split()
+    lines = [" ".join(words[(7 * i + j) % len(words)] for j in range(9)) for i in range(120)]
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["train", "--engine", "numpy", "--level", "word", "--data", path, "--out", out, "--quiet", *TINY]
+    rc, stdout, err = run_cli(argv + (["--per-line"] if per_line else []))
+    assert rc == 0, err
+    record = json.loads(stdout)
+    vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
+    assert set(words) <= set(vocab["tokens"]) and vocab["per_line"] is per_line
+    rc, stdout, err = run_cli(["eval", out, "--engine", "numpy"])
+    assert rc == 0, err
+    assert json.loads(stdout)["unit"] == "word" and json.loads(stdout)["loss"] == record["val_loss"]
+    rc, stdout, err = run_cli(["sample", out, "--seed", "0", "--length", "12"])
+    assert rc == 0, err
+    assert set(stdout.split()) <= set(vocab["tokens"]) and len(stdout.split()) >= 2
+
+
 def test_default_data_is_the_census_names(tmp_path: Path) -> None:
     pytest.importorskip("names")
     out = tmp_path / "names_run"

@@ -198,7 +198,7 @@ def test_toml_options_and_flags_override(tmp_path: Path, text_file: Path) -> Non
     [
         (["train", "dance"], "unknown task 'dance'"),
         (["train", "--engine", "numpy", "--tie-weights", "--embedding-dim", "16"], "torch"),
-        (["train", "--engine", "numpy", "--level", "word"], "torch"),
+        (["train", "--engine", "numpy", "--threads", "2"], "torch"),
         (["train", "--device", "tpu"], "device:"),
         (["train", "--device", "cpu", "--precision", "bf16"], "precision:"),
         (["train", "--tie-weights"], "tie_weights:"),

@@ -373,3 +373,9 @@ def test_train_lm_keeps_the_best_stops_early_and_cuts_the_rate_on_a_plateau(
     best = json.loads((out / "best" / "train_state.json").read_text())
     assert best == {"task": "lm", "step": 20, "val_loss": 2.4}
     assert load_lm(out / "best").model.state_dict().keys() == load_lm(out).model.state_dict().keys()
+
+
+def test_load_lm_data_is_for_characters(tmp_path: Path) -> None:
+    cfg = TrainConfig(data=_write(tmp_path, "ab cd ef " * 30), level="word", **TINY_TRAIN)
+    with pytest.raises(ValueError, match=r"^level: load_lm_data builds character data, got level='word'"):
+        load_lm_data(cfg)

@@ -1,9 +1,9 @@
 """Training a language model on the NumPy engine: data, the loop, evaluation, checkpoints.
 
-The loop is char-rnn's: B parallel streams through the corpus, chunks of T characters, the hidden
-state carried from chunk to chunk (truncated BPTT), Adam, gradient clipping. Every `eval_every`
-steps the mean loss over the *whole* validation split is measured (with carried state, every
-character predicted exactly once), appended to `metrics.jsonl` and drawn in `loss.png`, and the run
+The loop is char-rnn's: B parallel streams through the corpus, chunks of T tokens (characters, or
+words from `training.lm_data.load_lm_splits`), the hidden state carried from chunk to chunk
+(truncated BPTT), Adam, gradient clipping. Every `eval_every` steps the mean loss over the *whole*
+validation split is measured (with carried state, every token predicted exactly once), appended to `metrics.jsonl` and drawn in `loss.png`, and the run
 folder's checkpoint is replaced atomically (with `checkpoint_every`, in between as well). The
 checkpoint holds everything the next step depends on (optimiser moments, data position, random
 generators, carried state), so `train_lm(..., resume=True)` (`rnnlab train --resume RUN`) continues
@@ -33,6 +33,7 @@ from ..data.text import (
     read_text,
     split_text,
 )
+from ..data.words import WordVocab
 from ..scratch import optim
 from ..scratch.clip import clip_grad_norm_, clip_grad_value_
 from ..scratch.losses import cross_entropy
@@ -54,7 +55,7 @@ class TrainingError(RuntimeError):
 class LMData:
     """Encoded splits and the vocabulary. `name` says where the text came from."""
 
-    vocab: CharVocab
+    vocab: CharVocab | WordVocab
     train: np.ndarray  # (N_train,) token ids
     val: np.ndarray  # (N_val,) token ids
     name: str
@@ -63,8 +64,11 @@ class LMData:
 
     @property
     def boundary_id(self) -> int | None:
-        """The token between items of per-line data (None for running text)."""
-        return self.vocab.boundary_id if self.per_line else None
+        """The token between items of per-line data (None for running text): a character model's
+        boundary token, a word model's `<eos>`."""
+        if not self.per_line:
+            return None
+        return self.vocab.boundary_id if isinstance(self.vocab, CharVocab) else self.vocab.eos_id
 
 
 def _encode_lines(vocab: CharVocab, lines: list[str]) -> np.ndarray:
@@ -103,6 +107,11 @@ def load_lm_data(config: TrainConfig) -> LMData:
         >>> data.per_line, data.vocab.boundary_id
         (True, 0)
     """
+    if config.level != "char":
+        raise ValueError(
+            f"level: load_lm_data builds character data, got level={config.level!r} "
+            "(word-level splits come from training.lm_data.load_lm_splits)"
+        )
     if config.data is None or config.per_line:
         # --data may also be a URL or a named data set (downloaded once into the cache)
         lines = load_census_names() if config.data is None else read_lines(resolve_data(config.data))
@@ -211,8 +220,6 @@ def _refuse_torch_only_options(model_config: ModelConfig, train_config: TrainCon
     # options this trainer does not implement are errors, not silently ignored settings
     if model_config.tie_weights:
         raise ValueError("tie_weights: tied embeddings are implemented by the torch engine only")
-    if train_config.level != "char":
-        raise ValueError(f"level: the NumPy engine trains character models only, got {train_config.level!r}")
 
 
 @dataclass
