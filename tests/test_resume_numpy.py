@@ -201,3 +201,32 @@ def test_resume_needs_the_training_state(tmp_path: Path, finished_run: Path) -> 
     )
     with pytest.raises(CheckpointError, match="holds weights but no training state, so it cannot be resumed"):
         train_lm(model, config, tmp_path, load_lm_data(config), progress=False, resume=True)
+
+
+def test_a_crash_between_the_metrics_and_the_checkpoint_loses_no_record(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(corpus, max_steps=15)
+    data = load_lm_data(config)
+    model = _model(len(data.vocab), "lstm")
+    train_lm(model, config, tmp_path / "straight", data, progress=False)
+
+    class Crash(Exception):
+        pass
+
+    save_checkpoint = lm_module.save_checkpoint
+
+    def crash_at_step_10(directory, **kwargs):
+        if kwargs.get("extra_tensors") is not None and kwargs["state"]["step"] == 10:
+            raise Crash  # the process dies while the checkpoint of the evaluation at step 10 is written
+        return save_checkpoint(directory, **kwargs)
+
+    run = tmp_path / "crashed"
+    monkeypatch.setattr(lm_module, "save_checkpoint", crash_at_step_10)
+    with pytest.raises(Crash):
+        train_lm(model, config, run, data, progress=False)
+    monkeypatch.setattr(lm_module, "save_checkpoint", save_checkpoint)
+    assert [r["step"] for r in metrics(run)] == [5, 10]  # written, though its checkpoint was not
+    train_lm(model, config, run, data, progress=False, resume=True)  # from the checkpoint at step 5
+    assert_same_weights(tmp_path / "straight", run)
+    assert [r["step"] for r in metrics(run)] == [5, 10, 15]

@@ -365,12 +365,15 @@ def train_lm(
         run.history.append(rec)
         nonlocal record
         record = rec
-        save()  # the checkpoint first: metrics never list an evaluation that no checkpoint holds
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # the checkpoint last: killed before it, a resumed run drops this record (it is past the
+        # checkpoint's step) and evaluates this step again; killed after, nothing is missing
+        write_metrics(out_dir, run.history)
+        plot_losses(out_dir, run.history, f"lm (numpy engine): best validation {run.best_val:.4f}")
         if improved and train_config.keep_best:
             best = {"task": "lm", "step": run.step, "val_loss": val_loss}
             save_checkpoint(out_dir / BEST_DIR, weights=model.state_dict(), configs=configs, state=best)
-        write_metrics(out_dir, run.history)
-        plot_losses(out_dir, run.history, f"lm (numpy engine): best validation {run.best_val:.4f}")
+        save()
         if log is not None:
             test = f"  test {rec['test_loss']:.4f}" if "test_loss" in rec else ""
             train = f"{rec['train_loss']:.4f}" if rec["train_loss"] is not None else "-"
