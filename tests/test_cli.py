@@ -255,6 +255,32 @@ def test_numpy_word_level_run(tmp_path: Path, per_line: bool) -> None:
     assert set(stdout.split()) <= set(vocab["tokens"]) and len(stdout.split()) >= 2
 
 
+def test_numpy_run_takes_momentum_and_eval_batch_size(tmp_path: Path, greek_file: Path) -> None:
+    from rnnlab.scratch.optim import SGD
+    from rnnlab.training.lm import make_optimizer
+
+    out = _train(
+        tmp_path,
+        "sgd",
+        [
+            "--engine",
+            "numpy",
+            "--data",
+            greek_file,
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0.5",
+            "--eval-batch-size",
+            "7",
+        ],
+    )
+    config = load_lm(out).train_config
+    assert (config.optimizer, config.momentum, config.eval_batch_size) == ("sgd", 0.5, 7)
+    opt = make_optimizer(load_lm(out).model, config)
+    assert isinstance(opt, SGD) and opt.momentum == 0.5
+
+
 def test_default_data_is_the_census_names(tmp_path: Path) -> None:
     pytest.importorskip("names")
     out = tmp_path / "names_run"

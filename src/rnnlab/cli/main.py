@@ -597,8 +597,6 @@ _TORCH_ONLY = {
     "device": "auto",
     "precision": "auto",
     "threads": None,
-    "momentum": 0.9,
-    "eval_batch_size": 128,
 }
 
 
