@@ -630,7 +630,7 @@ def _run_lm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _train_numpy(options: dict[str, Any]) -> int:
-    from ..training.lm import LMData, train_lm
+    from ..training.lm import train_lm
     from ..training.lm_data import DATA_DIR, load_lm_splits
 
     names = set(TrainConfig.__dataclass_fields__) - set(_TORCH_ONLY)
@@ -645,8 +645,7 @@ def _train_numpy(options: dict[str, Any]) -> int:
     # the data path of the torch engine: running text streamed into memory-mapped ids in RUN/data
     # (never read whole), the split saved beside them
     with _removed_unless_saved(out):
-        splits = load_lm_splits(train_config, data_dir=out / DATA_DIR)
-        data = LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line, splits.test)  # type: ignore[arg-type]
+        data = load_lm_splits(train_config, data_dir=out / DATA_DIR)
         model_config = ModelConfig(vocab_size=len(data.vocab), **model_options)
         if log:
             log(
@@ -661,7 +660,7 @@ def _train_numpy(options: dict[str, Any]) -> int:
 def _resume_numpy(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """`rnnlab train lm --resume RUN` for a run of the NumPy engine: on from its checkpoint, exactly."""
     from ..data.words import vocab_from_json
-    from ..training.lm import LMData, train_lm
+    from ..training.lm import train_lm
     from ..training.lm_data import open_run_splits
 
     run = Path(args.resume)
@@ -672,8 +671,7 @@ def _resume_numpy(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     vocab_json = dict(ckpt.configs["vocab"])
     vocab_json.pop("per_line", None)
     # the run's own token file and split, checked against the data file: never recomputed
-    splits = open_run_splits(run, config, vocab_from_json(vocab_json))
-    data = LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line, splits.test)  # type: ignore[arg-type]
+    data = open_run_splits(run, config, vocab_from_json(vocab_json))
     quiet = bool(options.get("quiet"))
     log = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     if log:

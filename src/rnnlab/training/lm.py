@@ -33,7 +33,6 @@ from ..data.text import (
     read_text,
     split_text,
 )
-from ..data.words import WordVocab
 from ..scratch import optim
 from ..scratch.clip import clip_grad_norm_, clip_grad_value_
 from ..scratch.losses import cross_entropy
@@ -55,7 +54,7 @@ class TrainingError(RuntimeError):
 class LMData:
     """Encoded splits and the vocabulary. `name` says where the text came from."""
 
-    vocab: CharVocab | WordVocab
+    vocab: CharVocab
     train: np.ndarray  # (N_train,) token ids
     val: np.ndarray  # (N_val,) token ids
     name: str
@@ -64,11 +63,8 @@ class LMData:
 
     @property
     def boundary_id(self) -> int | None:
-        """The token between items of per-line data (None for running text): a character model's
-        boundary token, a word model's `<eos>`."""
-        if not self.per_line:
-            return None
-        return self.vocab.boundary_id if isinstance(self.vocab, CharVocab) else self.vocab.eos_id
+        """The token between items of per-line data (None for running text)."""
+        return self.vocab.boundary_id if self.per_line else None
 
 
 def _encode_lines(vocab: CharVocab, lines: list[str]) -> np.ndarray:
@@ -82,7 +78,7 @@ def _encode_lines(vocab: CharVocab, lines: list[str]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def check_lm_data(data: LMData, config: TrainConfig) -> None:
+def check_lm_data(data: LMData | LMSplits, config: TrainConfig) -> None:
     """Raise `DataError` when `data` is too short for `config`'s batches or has no validation to speak of."""
     need = config.batch_size * config.seq_len + 1
     if len(data.train) < need:
@@ -240,7 +236,7 @@ def train_lm(
     model_config: ModelConfig,
     train_config: TrainConfig,
     out_dir: str | Path,
-    data: LMData,
+    data: LMData | LMSplits,
     *,
     resume: bool = False,
     stop_at_step: int | None = None,
@@ -260,8 +256,9 @@ def train_lm(
         model_config: the model; `vocab_size` must equal `len(data.vocab)`.
         train_config: the run (batching, optimiser, schedule, budget, evaluation).
         out_dir: run folder (created); holds the checkpoint, `metrics.jsonl` and `loss.png`.
-        data: from `load_lm_data` (in memory), or memory-mapped splits as the CLI builds them
-            (`training.lm_data.load_lm_splits`: running text never read whole).
+        data: characters from `load_lm_data` (in memory), or the `LMSplits` the CLI builds
+            (`training.lm_data.load_lm_splits`: characters or words, running text memory-mapped and
+            never read whole, an optional test split).
         resume: continue from the checkpoint in `out_dir` exactly where it left off (the same
             model and data; `train_config` may change only the budget, `checkpoint_every` and
             `patience`).

@@ -110,7 +110,7 @@ def _word_lines(vocab: WordVocab, lines: list[str]) -> np.ndarray:
 
 
 def _check(splits: LMSplits, config: TrainConfig) -> None:
-    check_lm_data(LMData(splits.vocab, splits.train, splits.val, splits.name, splits.per_line), config)  # type: ignore[arg-type]
+    check_lm_data(splits, config)
 
 
 def _settings(config: TrainConfig, per_line: bool) -> dict[str, Any]:
