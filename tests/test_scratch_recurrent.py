@@ -230,12 +230,60 @@ def test_dropout_gradients_use_the_same_mask():
         (lambda m: m.forward(np.zeros(3)), r"input: expected a 2-D \(unbatched\) or 3-D array, got shape \(3,\)"),
         (lambda m: m.forward(np.zeros((0, 2, 3))), r"input: expected at least one time step"),
         (lambda m: m.forward(np.array([["a"]])), r"input: expected a numeric array, got dtype <U1"),
+        (lambda m: m.forward([[[1, 2, 3]], [[1, 2]]]), r"input: expected a rectangular numeric array, got list"),
+        (
+            lambda m: m.load_state_dict({**m.state_dict(), "bias_hh_l1": np.array(["a"] * 16)}),
+            r"state_dict\['bias_hh_l1'\]: expected a numeric array, got dtype <U1",
+        ),
     ],
 )
 def test_bad_input_names_the_argument(call, message):
     m = LSTM(3, 4, num_layers=2)
     with pytest.raises((ValueError, TypeError), match=message):
         call(m)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        # states are reported as the user passed them, (B, H) or (H,), not as the layer's (1, B, H)
+        (
+            lambda: LSTMCell(3, 4).forward(np.zeros((2, 3)), (np.zeros((3, 4)), np.zeros((2, 4)))),
+            ValueError,
+            r"h_0: expected shape \(2, 4\), got \(3, 4\)",
+        ),
+        (
+            lambda: LSTMCell(3, 4).forward(np.zeros((2, 3)), np.zeros((2, 4))),
+            TypeError,
+            r"hx: expected a tuple \(h_0, c_0\) for LSTMCell, got ndarray",
+        ),
+        (
+            lambda: GRUCell(3, 4).forward(np.zeros(3), np.zeros((1, 4))),
+            ValueError,
+            r"hx: expected shape \(4,\), got \(1, 4\)",
+        ),
+        (lambda: RNNCell(3, 4).backward(np.zeros(4)), RuntimeError, "backward called before forward"),
+    ],
+)
+def test_cell_bad_input_names_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_cell_state_gradient_shape_is_checked_against_the_last_input():
+    cell = LSTMCell(3, 4)
+    cell.forward(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"dh: expected shape \(2, 4\), got \(4,\)"):
+        cell.backward(np.zeros(4))
+    dx, (dh, dc) = cell.backward(np.ones((2, 4)), np.zeros((2, 4)))
+    assert dx.shape == (2, 3) and dh.shape == dc.shape == (2, 4)
+
+
+def test_repr_shows_the_arguments_that_differ_from_the_defaults():
+    assert repr(RNN(3, 4, nonlinearity="relu", bias=False, dropout=0.5, num_layers=2)) == (
+        "RNN(3, 4, num_layers=2, nonlinearity='relu', bias=False, dropout=0.5, "
+        "bidirectional=False, batch_first=False, dtype=float32)"
+    )
 
 
 def test_bad_constructor_arguments():

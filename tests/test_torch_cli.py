@@ -174,6 +174,19 @@ def test_tied_weights_and_plateau_schedule(tmp_path: Path, text_file: Path) -> N
     assert json.loads((out / "train_config.json").read_text(encoding="utf-8"))["lr_schedule"] == "plateau"
 
 
+def test_tie_weights_alone_sizes_the_embedding_to_the_hidden_size(tmp_path: Path, text_file: Path) -> None:
+    # as in PyTorch's word_language_model, --tie-weights works without also setting the embedding size
+    out = tmp_path / "tied_default"
+    i = TINY.index("--embedding-dim")
+    tiny = TINY[:i] + TINY[i + 2 :]
+    rc, _, err = run_cli(
+        ["train", "lm", "--level", "word", "--tie-weights", "--data", text_file, "--out", out, "--quiet", *tiny]
+    )
+    assert rc == 0, err
+    config = json.loads((out / "model_config.json").read_text(encoding="utf-8"))
+    assert (config["tie_weights"], config["embedding_dim"], config["hidden_size"]) == (True, 16, 16)
+
+
 def test_toml_options_and_flags_override(tmp_path: Path, text_file: Path) -> None:
     cfg = tmp_path / "run.toml"
     cfg.write_text(
@@ -201,7 +214,7 @@ def test_toml_options_and_flags_override(tmp_path: Path, text_file: Path) -> Non
         (["train", "--engine", "numpy", "--threads", "2"], "torch"),
         (["train", "--device", "tpu"], "device:"),
         (["train", "--device", "cpu", "--precision", "bf16"], "precision:"),
-        (["train", "--tie-weights"], "tie_weights:"),
+        (["train", "--tie-weights", "--embedding-dim", "16"], "tie_weights:"),
         (["train", "--data", "x.txt", "--test-size", "5"], "test_size:"),
         (["eval", "no/such/run"], "checkpoint"),
     ],

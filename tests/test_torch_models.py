@@ -115,6 +115,16 @@ def test_torch_trained_model_runs_the_same_on_numpy(cell: str, np_dtype, t_dtype
     assert sample_lm(NumpyBridge(t_model), VOCAB, config) == sample_lm(np_model, VOCAB, config)
 
 
+@pytest.mark.parametrize(("np_dtype", "t_dtype", "atol"), PRECISION)
+def test_bridge_keeps_the_model_precision(np_dtype, t_dtype, atol: float) -> None:
+    np_model = NumpyLM(_config("lstm"), dtype=np_dtype, seed=3).eval()
+    logits, _ = NumpyBridge(numpy_model_to_torch(np_model)).forward(IDS[:40].reshape(2, 20))
+    assert logits.dtype == np_dtype
+    np.testing.assert_allclose(logits, np_model.forward(IDS[:40].reshape(2, 20))[0], rtol=0, atol=atol)
+    bf16 = LanguageModel(_config("lstm"), seed=3).to(torch.bfloat16)
+    assert NumpyBridge(bf16).forward(IDS[:8].reshape(2, 4))[0].dtype == np.float32  # NumPy has no bfloat16
+
+
 def test_state_dict_round_trip_is_exact() -> None:
     t_model = _train_torch("lstm", torch.float32)
     back = to_torch_state_dict(to_numpy_state_dict(t_model.state_dict()))

@@ -160,3 +160,7 @@ def test_trainer_rejects_wrong_arguments(tmp_path: Path) -> None:
         Trainer(object(), TrainConfig(max_steps=1), tmp_path)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^config: "):
         Trainer(Blobs(), {"max_steps": 1}, tmp_path)  # type: ignore[arg-type]
+    task = Blobs()
+    task.model_config = None  # would only fail at the first checkpoint, after the training
+    with pytest.raises(TypeError, match=r"^task.model_config: expected a config with to_dict\(\) .*, got NoneType"):
+        Trainer(task, TrainConfig(max_steps=1), tmp_path)

@@ -552,15 +552,20 @@ def _add_lm_arguments(p: argparse.ArgumentParser) -> None:
         "--tie-weights",
         action="store_true",
         default=None,
-        help="share the embedding with the read-out (needs --embedding-dim = --hidden-size)",
+        help="share the embedding with the read-out; the embedding size then defaults to --hidden-size (an explicit --embedding-dim must equal it)",
     )
     add_common_arguments(p, defaults)
 
 
 def _lm_defaults(options: dict[str, Any]) -> dict[str, Any]:
     if (options.get("engine") or "torch") == "numpy":
-        return NUMPY_LM_DEFAULTS
-    return TORCH_LINES_RECIPE if (options.get("per_line") or options.get("data") is None) else TORCH_TEXT_RECIPE
+        recipe = NUMPY_LM_DEFAULTS
+    else:
+        recipe = TORCH_LINES_RECIPE if (options.get("per_line") or options.get("data") is None) else TORCH_TEXT_RECIPE
+    if options.get("tie_weights") and options.get("embedding_dim") is None:
+        # one matrix serves as embedding and read-out, so its width is the hidden size
+        return {**recipe, "embedding_dim": options.get("hidden_size") or recipe["hidden_size"]}
+    return recipe
 
 
 def _lm_model_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -227,7 +227,8 @@ def correlate_units(acts: np.ndarray, feature: np.ndarray) -> np.ndarray | None:
         this text (no quotes at all, say), where a correlation is undefined.
 
     Example:
-        >>> correlate_units(np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]), np.array([0.0, 1.0, 2.0])).tolist()
+        >>> r = correlate_units(np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]), np.array([0.0, 1.0, 2.0]))
+        >>> r.round(6).tolist()                 # unit 0 rises with the feature; unit 1 is constant
         [1.0, 0.0]
     """
     a = np.asarray(acts, dtype=np.float64)

@@ -150,6 +150,7 @@ def single_threaded_blas() -> Iterator[None]:
     with two while other jobs ran). Where no OpenBLAS is found it changes nothing.
 
     Example:
+        >>> import numpy as np
         >>> with single_threaded_blas():
         ...     _ = np.ones((64, 64)) @ np.ones((64, 64))
     """

@@ -88,7 +88,7 @@ def geometric_mean(a: np.ndarray, axis: int = -1) -> np.ndarray:
     """exp(mean(log a)): the typical value of magnitudes spanning decades (zeros give 0).
 
     Example:
-        >>> float(geometric_mean(np.array([1e-2, 1e2])))
+        >>> round(float(geometric_mean(np.array([1e-2, 1e2]))), 12)
         1.0
     """
     with np.errstate(divide="ignore"):

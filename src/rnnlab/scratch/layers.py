@@ -20,7 +20,10 @@ _ONE_HOT_MAX_VOCAB = 256
 
 
 def _check_float_input(name: str, x: object, dtype: np.dtype) -> np.ndarray:
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError as e:  # a ragged nest of lists
+        raise ValueError(f"{name}: expected a rectangular numeric array, got {type(x).__name__} ({e})") from None
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
     # Cast once so the whole layer computes in its own precision, as a PyTorch module would.

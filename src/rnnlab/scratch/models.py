@@ -10,6 +10,8 @@ from .init import init_recurrent_
 from .layers import Dropout, Embedding, Linear
 from .module import Module, check_dtype
 
+State = np.ndarray | tuple[np.ndarray, np.ndarray]  # (L, B, H), or (h, c) for LSTM
+
 
 class LanguageModel(Module):
     """Token embedding -> recurrent stack -> dropout -> linear read-out: next-token logits.
@@ -55,7 +57,7 @@ class LanguageModel(Module):
         if config.init != "pytorch" or config.forget_bias is not None:
             init_recurrent_(self.rnn, config.init, self.rng, forget_bias=config.forget_bias)
 
-    def forward(self, idx: np.ndarray, state=None):
+    def forward(self, idx: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
         """idx (B, T) token ids; state from the previous chunk or None. Returns (logits (B, T, V), state)."""
         x = self.embedding.forward(idx)  # (B, T, E)
         out, state = self.rnn.forward(x, state)  # (B, T, H)
@@ -70,7 +72,7 @@ class LanguageModel(Module):
         dx, _ = self.rnn.backward(dout)
         self.embedding.backward(dx)
 
-    def initial_state(self, batch_size: int):
+    def initial_state(self, batch_size: int) -> State:
         """Zeros of the right shape: (L, B, H), or a pair for LSTM."""
         h = np.zeros((self.config.num_layers, batch_size, self.config.hidden_size), dtype=self.dtype)
         return (h, h.copy()) if self.config.cell == "lstm" else h

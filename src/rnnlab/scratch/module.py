@@ -32,6 +32,7 @@ class Module:
     (an optimiser updates `params[k]` in place from `grads[k]`).
 
     Example:
+        >>> from rnnlab.scratch.layers import Linear
         >>> lin = Linear(4, 2)                      # any subclass
         >>> sorted(lin.state_dict())
         ['bias', 'weight']
@@ -45,10 +46,12 @@ class Module:
 
     # -- construction -------------------------------------------------------------------------
     def register_parameter(self, name: str, value: np.ndarray) -> None:
+        """Own `value` (kept, not copied) as parameter `name`, with a zero gradient of its shape."""
         self._params[name] = value
         self._grads[name] = np.zeros_like(value)
 
     def register_module(self, name: str, module: Module) -> None:
+        """Add a child; its parameters appear as `name.<its names>`."""
         self._children[name] = module
 
     # -- access -------------------------------------------------------------------------------
@@ -70,19 +73,23 @@ class Module:
         return {n: g for n, _, g in self.named_parameters()}
 
     def num_parameters(self) -> int:
+        """Number of scalars in all parameters, children included."""
         return sum(p.size for _, p, _ in self.named_parameters())
 
     def zero_grad(self) -> None:
+        """Set every gradient to zero in place (backward passes accumulate into them)."""
         for _, _, g in self.named_parameters():
             g.fill(0)
 
     def train(self, mode: bool = True) -> Module:
+        """Training mode (dropout active) if `mode`, else evaluation mode, for this module and its children."""
         self.training = mode
         for child in self._children.values():
             child.train(mode)
         return self
 
     def eval(self) -> Module:
+        """Evaluation mode: `train(False)`."""
         return self.train(False)
 
     # -- state dicts --------------------------------------------------------------------------
@@ -108,7 +115,12 @@ class Module:
         for name, value in state_dict.items():
             if name not in own:
                 continue
-            arr = np.asarray(value)
+            try:
+                arr = np.asarray(value)
+            except ValueError as e:  # a ragged nest of lists
+                raise ValueError(f"state_dict[{name!r}]: expected a rectangular numeric array ({e})") from None
+            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+                raise TypeError(f"state_dict[{name!r}]: expected a numeric array, got dtype {arr.dtype}")
             if arr.shape != own[name].shape:
                 raise ValueError(f"state_dict[{name!r}]: expected shape {own[name].shape}, got {arr.shape}")
             own[name][...] = arr

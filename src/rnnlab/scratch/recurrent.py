@@ -425,7 +425,10 @@ def _feature_major(x: np.ndarray) -> np.ndarray:
 
 
 def _as_float_array(name: str, value: object, dtype: np.dtype) -> np.ndarray:
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except ValueError as e:  # a ragged nest of lists
+        raise ValueError(f"{name}: expected a rectangular numeric array, got {type(value).__name__} ({e})") from None
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
     return arr.astype(dtype, copy=False)
@@ -540,7 +543,7 @@ class RNNBase(Module):
             >>> m = LSTM(8, 16, num_layers=2, batch_first=True)
             >>> out, (h_n, c_n) = m.forward(np.zeros((4, 10, 8)))
             >>> out.shape, h_n.shape
-            ((4, 10, 16), (4, 4, 16))
+            ((4, 10, 16), (2, 4, 16))
         """
         x = _as_float_array("input", input, self.dtype)
         if x.ndim not in (2, 3):
@@ -610,6 +613,8 @@ class RNNBase(Module):
             `(dinput, dh_0)`, or `(dinput, (dh_0, dc_0))` for LSTM, shaped like `input` and `hx`.
 
         Example:
+            >>> m = GRU(8, 16, batch_first=True)
+            >>> x = np.random.default_rng(0).standard_normal((4, 10, 8))
             >>> out, h_n = m.forward(x)
             >>> dx, dh0 = m.backward(np.ones_like(out))
             >>> m.grads["weight_hh_l0"].shape == m.params["weight_hh_l0"].shape
@@ -681,10 +686,15 @@ class RNNBase(Module):
     __call__ = forward
 
     def extra_repr(self) -> str:
-        return (
-            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
-            f"bidirectional={self.bidirectional}, batch_first={self.batch_first}, dtype={self.dtype}"
-        )
+        """The constructor arguments, as in `repr`; the optional ones only where not the default."""
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        if self.mode == "RNN_RELU":
+            s += ", nonlinearity='relu'"
+        if not self.bias:
+            s += ", bias=False"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s + f", bidirectional={self.bidirectional}, batch_first={self.batch_first}, dtype={self.dtype}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
@@ -816,7 +826,14 @@ class _CellBase(Module):
     _layer_cls: type
 
     def __init__(
-        self, input_size: int, hidden_size: int, bias: bool = True, *, dtype=np.float32, seed=None, **kw
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        dtype: object = np.float32,
+        seed: int | None = None,
+        **kw: object,
     ) -> None:
         super().__init__()
         # A one-step, one-layer recurrent layer does the maths; the cell only renames its parameters.
@@ -825,12 +842,27 @@ class _CellBase(Module):
             self._params[name.removesuffix("_l0")] = p
             self._grads[name.removesuffix("_l0")] = g
         self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, self._layer.dtype
+        self._state_shape: tuple[int, ...] | None = None  # set by each forward from its input
 
-    def _check_input(self, input):
+    def _check_input(self, input: object) -> np.ndarray:
         x = _as_float_array("input", input, self.dtype)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"input: expected shape (B, {self.input_size}) or ({self.input_size},), got {x.shape}")
+        self._state_shape = (*x.shape[:-1], self.hidden_size)  # (B, H) or (H,), as the user passes states
         return x
+
+    def _check_state(self, name: str, value: object) -> np.ndarray:
+        """A state or state gradient shaped like the last input's (B, H) or (H,), given a leading layer axis.
+
+        Checked here so that a wrong shape is reported as the user passed it, not as the
+        (1, B, H) of the one-layer recurrent layer underneath.
+        """
+        if self._state_shape is None:
+            raise RuntimeError("backward called before forward")
+        arr = _as_float_array(name, value, self.dtype)
+        if arr.shape != self._state_shape:
+            raise ValueError(f"{name}: expected shape {self._state_shape}, got {arr.shape}")
+        return arr[None]
 
     def zero_grad(self) -> None:
         self._layer.zero_grad()
@@ -854,20 +886,20 @@ class RNNCell(_CellBase):
         bias: bool = True,
         nonlinearity: str = "tanh",
         *,
-        dtype=np.float32,
-        seed=None,
-    ):
+        dtype: object = np.float32,
+        seed: int | None = None,
+    ) -> None:
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed, nonlinearity=nonlinearity)
 
     def forward(self, input: np.ndarray, hx: np.ndarray | None = None) -> np.ndarray:
         """input (B, I) or (I,); hx (B, H) or (H,), zeros if None; returns h' like hx."""
         x = self._check_input(input)
-        _, h = self._layer.forward(x[None], None if hx is None else np.asarray(hx)[None])
+        _, h = self._layer.forward(x[None], None if hx is None else self._check_state("hx", hx))
         return h[0]
 
     def backward(self, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """dh: gradient of h'; returns (dinput, dhx)."""
-        dx, dh0 = self._layer.backward(None, np.asarray(dh)[None])
+        dx, dh0 = self._layer.backward(None, self._check_state("dh", dh))
         return dx[0], dh0[0]
 
     __call__ = forward
@@ -884,15 +916,25 @@ class LSTMCell(_CellBase):
 
     _layer_cls = LSTM
 
-    def forward(self, input: np.ndarray, hx=None) -> tuple[np.ndarray, np.ndarray]:
+    def forward(
+        self, input: np.ndarray, hx: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """input (B, I) or (I,); hx a pair (h, c), each (B, H) or (H,), zeros if None; returns (h', c')."""
         x = self._check_input(input)
-        state = None if hx is None else (np.asarray(hx[0])[None], np.asarray(hx[1])[None])
+        state = None
+        if hx is not None:
+            if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+                raise TypeError(f"hx: expected a tuple (h_0, c_0) for LSTMCell, got {type(hx).__name__}")
+            h0, c0 = hx
+            state = (self._check_state("h_0", h0), self._check_state("c_0", c0))
         _, (h, c) = self._layer.forward(x[None], state)
         return h[0], c[0]
 
-    def backward(self, dh: np.ndarray, dc: np.ndarray | None = None):
-        """Gradients of h' and c'; returns (dinput, (dh, dc))."""
-        dstate = (np.asarray(dh)[None], None if dc is None else np.asarray(dc)[None])
+    def backward(
+        self, dh: np.ndarray, dc: np.ndarray | None = None
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Gradients of h' and c' (dc None: c' does not reach the loss); returns (dinput, (dh, dc))."""
+        dstate = (self._check_state("dh", dh), None if dc is None else self._check_state("dc", dc))
         dx, (dh0, dc0) = self._layer.backward(None, dstate)
         return dx[0], (dh0[0], dc0[0])
 
@@ -910,12 +952,14 @@ class GRUCell(_CellBase):
     _layer_cls = GRU
 
     def forward(self, input: np.ndarray, hx: np.ndarray | None = None) -> np.ndarray:
+        """input (B, I) or (I,); hx (B, H) or (H,), zeros if None; returns h' like hx."""
         x = self._check_input(input)
-        _, h = self._layer.forward(x[None], None if hx is None else np.asarray(hx)[None])
+        _, h = self._layer.forward(x[None], None if hx is None else self._check_state("hx", hx))
         return h[0]
 
     def backward(self, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dx, dh0 = self._layer.backward(None, np.asarray(dh)[None])
+        """dh: gradient of h'; returns (dinput, dhx)."""
+        dx, dh0 = self._layer.backward(None, self._check_state("dh", dh))
         return dx[0], dh0[0]
 
     __call__ = forward

@@ -23,6 +23,7 @@ class NumpyBridge:
         model: the torch model (any device); it is put in eval mode.
 
     Example:
+        >>> from rnnlab.config import ModelConfig
         >>> bridge = NumpyBridge(LanguageModel(ModelConfig(vocab_size=5, hidden_size=4)))
         >>> logits, state = bridge.forward(np.zeros((2, 3), dtype=np.int64))
         >>> logits.shape
@@ -37,10 +38,16 @@ class NumpyBridge:
 
     @torch.no_grad()
     def forward(self, idx: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
-        """idx (B, T) integer ids -> (logits (B, T, V) as float NumPy, state as torch tensors)."""
+        """idx (B, T) integer ids -> (logits (B, T, V) as float NumPy, state as torch tensors).
+
+        float32 and float64 logits keep their dtype (a float64 model stays exact); half and
+        bfloat16 ones, which NumPy cannot hold, come back as float32.
+        """
         x = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(self.device)
         logits, state = self.model(x, state)
-        return logits.float().cpu().numpy(), state
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()
+        return logits.cpu().numpy(), state
 
     __call__ = forward
 

@@ -34,6 +34,7 @@ for the language model. A minimal example, a classifier of fixed-size feature ve
 
     class Classify(Task):
         name = "classify"
+        # model_config: anything with to_dict() (a ModelConfig, say), saved as model_config.json
         def __init__(self, x, y, xv, yv, model_config):
             self.x, self.y, self.xv, self.yv, self.model_config = x, y, xv, yv, model_config
             self.position = 0
@@ -377,6 +378,12 @@ class Trainer:
             raise TypeError(f"task: expected a rnnlab.training.trainer.Task, got {type(task).__name__}")
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config: expected a TrainConfig, got {type(config).__name__}")
+        if not callable(getattr(task.model_config, "to_dict", None)):
+            # checked now: it is first needed at the first checkpoint, after minutes of training
+            raise TypeError(
+                f"task.model_config: expected a config with to_dict() (such as a ModelConfig), "
+                f"got {type(task.model_config).__name__}"
+            )
         self.task, self.config, self.out_dir = task, config, Path(out_dir)
         self.dist = Distributed.from_env()
         self.is_main = self.dist.is_main
