@@ -13,7 +13,7 @@ $(BIN)/python:
 # Train on the embedded default (US Census first names from the `names` package, offline) and print new names.
 demo: $(BIN)/python
 	$(PIP) -e ".[app]"
-	$(BIN)/rnnlab train --max-time $(DEMO_TIME) --out runs/names
+	$(BIN)/rnnlab train --max-time $(DEMO_TIME) --out runs/names --overwrite
 	$(BIN)/rnnlab sample runs/names --num-samples 20
 
 # Install the test extras (torch 2.13.0 CPU for parity tests), lint, and run the suite.

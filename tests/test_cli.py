@@ -124,7 +124,7 @@ def test_sample_prints_vocabulary_characters(greek_run: Path) -> None:
     assert err == ""
     assert out.endswith("\n")
     text = out[:-1]
-    assert len(text) == 51  # one random start character, then 50 generated
+    assert len(text) == 50  # a random start character, then 49 generated: --length in all
     assert set(text) <= _vocab_chars(greek_run)
 
 
@@ -438,24 +438,13 @@ def test_nan_run_stops_with_one_line_and_keeps_the_good_checkpoint(tmp_path: Pat
     rc, _, err = run_cli(["train", "--data", greek_file, "--out", out, "--quiet", *TINY])
     assert rc == 0, err
     before = {name: (out / name).read_bytes() for name in RUN_FILES}
+    broken = ["train", "--data", greek_file, "--out", out, "--quiet", *TINY, "--lr", "1e100", "--optimizer", "sgd"]
+    broken += ["--clip-mode", "none"]
 
-    rc, stdout, err = run_cli(
-        [
-            "train",
-            "--data",
-            greek_file,
-            "--out",
-            out,
-            "--quiet",
-            *TINY,
-            "--lr",
-            "1e100",
-            "--optimizer",
-            "sgd",
-            "--clip-mode",
-            "none",
-        ]
-    )
+    # a new run never takes a run's folder unasked
+    assert "already holds a run" in _assert_one_line_error(*run_cli(broken)[::2])
+    # asked to (--overwrite), it replaces the run only once it has a checkpoint of its own
+    rc, stdout, err = run_cli([*broken, "--overwrite"])
     line = _assert_one_line_error(rc, err, 1)
     assert "nan" in line.lower() or "non-finite" in line
     assert "kept" in line and str(out) in line

@@ -77,7 +77,10 @@ def test_bad_cell_without_header_names_the_index(tmp_path):
         ),
         (CSV, {"column": 3}, "column=3 is out of range: .* line 1 has 3 columns"),
         (CSV, {"column": "temp", "header": False}, "column='temp' names a column, but header=False"),
-        ("a,b\n1,2\n3\n", {"column": 1}, "line 3: expected at least 2 columns for column 'b', got 1"),
+        ("a,b\n1,2\n3\n", {"column": 1}, r"line 3: expected 2 columns \(as on line 1\), got 1"),
+        # a cell too many shifts the row's values even when the chosen column exists: refused too
+        ("a,b\n1,2\n3,4,5\n", {"column": 0}, r"line 3: expected 2 columns \(as on line 1\), got 3"),
+        ("a,b\n1,2\n3\n", {"column": 0}, r"line 3: expected 2 columns \(as on line 1\), got 1"),
         ("v\n1\n", {}, r"expected at least 2 values in column 'v', got 1"),
         ("1,2\n", {"column": 0}, "expected at least 2 values in column 0, got 1"),
     ],

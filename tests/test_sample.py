@@ -121,9 +121,11 @@ def test_sample_lm_plain_text(vocab: CharVocab) -> None:
     assert len(set(samples)) > 1  # the rows are independent draws
 
 
-def test_sample_lm_without_prime_starts_from_one_character(vocab: CharVocab) -> None:
+def test_sample_lm_without_prime_starts_each_sample_from_its_own_character(vocab: CharVocab) -> None:
     (s,) = sample_lm(_model(vocab), vocab, SampleConfig(length=20, seed=3))
-    assert len(s) == 21 and set(s) <= set(vocab.itos)
+    assert len(s) == 20 and set(s) <= set(vocab.itos)  # the random first character is one of the 20
+    firsts = {t[0] for t in sample_lm(_model(vocab), vocab, SampleConfig(length=5, num_samples=30, seed=3))}
+    assert len(firsts) > 1  # not one start shared by the whole batch
 
 
 def test_sample_lm_streams_the_first_sample(vocab: CharVocab) -> None:

@@ -270,6 +270,9 @@ def test_diverging_run_exits_1_and_keeps_the_good_checkpoint(tmp_path, data, cap
         == 0
     )
     before = snapshot(out)
+    rc, _, err = cli(capsys, "train", "classify", "--data", data, "--out", out, "--max-steps", "4", *TINY)
+    assert rc == 2  # without --overwrite, a new run never takes the folder of another
+    assert_one_error_line(err, "already holds a run")
     rc, _, err = cli(
         capsys,
         "train",
@@ -278,6 +281,7 @@ def test_diverging_run_exits_1_and_keeps_the_good_checkpoint(tmp_path, data, cap
         data,
         "--out",
         out,
+        "--overwrite",  # replaces the earlier run only once it has a checkpoint of its own
         "--lr",
         "1e30",
         "--optimizer",
@@ -323,3 +327,24 @@ def test_every_task_option_has_help_and_a_default(task):
         assert action.help, f"{task} --{action.dest} has no help text"
         if action.dest not in optional_by_design:
             assert defaults.get(action.dest) is not None, f"{task} --{action.dest} has no default"
+
+
+def test_a_changed_data_file_is_refused_by_eval_and_resume(tmp_path, capsys):
+    # the validation split is held out of the data file by the seed: a changed file would move
+    # examples between the splits without a word, so the file's SHA-256 is saved with the run
+    data = sentiment_file(tmp_path / "s.tsv")
+    out = tmp_path / "run"
+    rc, _, err = cli(capsys, "train", "classify", "--data", data, "--out", out, "--max-steps", "4", *TINY)
+    assert rc == 0, err
+    assert load_checkpoint(out).configs["data_files"]["data"]["path"] == str(data)
+    assert cli(capsys, "eval", out)[0] == 0
+    with open(data, "a", encoding="utf-8") as f:
+        f.write("1\ta fine new line\n")
+    before = snapshot(out)
+    for argv in (["eval", out], ["train", "classify", "--resume", out, "--max-steps", "8"]):
+        rc, _, err = cli(capsys, *argv)
+        assert rc == 2
+        assert_one_error_line(err, str(data), "has changed since the run was trained")
+    assert snapshot(out) == before
+    rc, stdout, _ = cli(capsys, "eval", out, "--data", data)  # scoring the file itself, as a file, is fine
+    assert rc == 0 and '"split": "file"' in stdout

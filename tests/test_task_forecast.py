@@ -182,7 +182,7 @@ def test_short_row_names_the_line(tmp_path, capsys):
     path.write_text("a,b,value\n1,2,3\n1,2\n", encoding="utf-8")
     rc, _, err = cli(capsys, "train", "forecast", "--data", path, "--column", "value", "--out", tmp_path / "r", *TINY)
     assert rc == 2
-    assert_one_error_line(err, "short.csv line 3", "expected at least 3 columns", "got 2")
+    assert_one_error_line(err, "short.csv line 3", "expected 3 columns", "got 2")
 
 
 def test_series_too_short_for_the_windows(tmp_path, capsys):
@@ -230,6 +230,7 @@ def test_diverging_run_exits_1_and_keeps_the_good_checkpoint(tmp_path, series_fi
         "20",
         "--eval-every",
         "10",
+        "--overwrite",  # replaces the earlier run only once it has a checkpoint of its own
     )
     assert rc == 1
     assert_one_error_line(err, "became", "kept")

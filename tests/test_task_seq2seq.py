@@ -205,6 +205,7 @@ def test_diverging_run_exits_1_and_keeps_the_good_checkpoint(tmp_path, capsys):
         "train",
         "seq2seq",
         *common,
+        "--overwrite",  # replaces the earlier run only once it has a checkpoint of its own
         "--lr",
         "1e30",
         "--optimizer",

@@ -267,3 +267,49 @@ def test_eval_data_file_streams_through_a_temporary_token_file(
     line = _one_line_error(*run_cli(["eval", torch_run, "--data", path, "--engine", engine])[::2])
     assert "'g' (U+0067)" in line and "line 2" in line, line
     assert list(scratch.iterdir()) == []
+
+
+def test_a_new_run_refuses_a_run_folder_unless_told_to_overwrite(tmp_path: Path, text_file: Path) -> None:
+    out = tmp_path / "run"
+    assert run_cli(["train", "lm", "--data", text_file, "--out", out, "--quiet", *TINY])[0] == 0
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    line = _one_line_error(*run_cli(["train", "lm", "--data", text_file, "--out", out, *TINY])[::2])
+    assert f"out: {out} already holds a run" in line and "--resume" in line and "--overwrite" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+    # replaced by a NumPy-engine run: nothing of the earlier run is left to be mistaken for the new one's
+    numpy_args = ["--hidden-size", "8", "--embedding-dim", "8", "--batch-size", "4", "--seq-len", "8"]
+    argv = ["train", "--engine", "numpy", "--data", text_file, "--out", out, "--quiet", "--overwrite", *numpy_args]
+    rc, _, err = run_cli([*argv, "--max-steps", "3", "--eval-every", "3"])
+    assert rc == 0, err
+    assert json.loads((out / "train_config.json").read_text(encoding="utf-8"))["engine"] == "numpy"
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [3]
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"  # not the run's: left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the earlier run's files are gone
+
+
+def test_resume_with_another_task_is_one_line(tmp_path: Path, text_file: Path) -> None:
+    out = tmp_path / "run"
+    assert run_cli(["train", "lm", "--data", text_file, "--out", out, "--quiet", *TINY])[0] == 0
+    line = _one_line_error(*run_cli(["train", "classify", "--resume", out])[::2])
+    assert "was trained by `rnnlab train lm`, not `rnnlab train classify`" in line
+
+
+def test_a_bad_option_value_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "classify", "--data", "x.tsv", "--max-steps", "abc"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: rnnlab train classify: argument --max-steps: invalid int value: 'abc' "
+        "(see rnnlab train classify --help)"
+    ]
+
+
+def test_quiet_from_the_toml_file(tmp_path: Path, text_file: Path) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("quiet = true\n", encoding="utf-8")
+    rc, out, err = run_cli(["train", "lm", "--data", text_file, "--out", tmp_path / "r", "--config", cfg, *TINY])
+    assert rc == 0 and err == ""
+    assert json.loads(out)["step"] == 20

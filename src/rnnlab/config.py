@@ -295,4 +295,5 @@ class SampleConfig(_Config):
             _number("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _choice("unknown", self.unknown, ("error", "skip", "map"))
         if self.unknown == "map" and (self.replacement is None or len(self.replacement) != 1):
-            raise ValueError(f"replacement: expected one character with unknown='map', got {self.replacement!r}")
+            got = "none" if self.replacement is None else repr(self.replacement)
+            raise ValueError(f"replacement: expected one character with unknown='map', got {got}")

@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import __version__
 from ..config import (
@@ -136,6 +136,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "level": "char",
     "per_line": False,
     "tie_weights": False,
+    "overwrite": False,
 }
 
 
@@ -222,13 +223,27 @@ def add_common_arguments(p: argparse.ArgumentParser, defaults: dict[str, Any] | 
     d = lambda key, fallback="the task's recipe": _default_text(defaults, key, fallback)  # noqa: E731
     p.add_argument("--data", help="the data file (default: the task's embedded or required data)")
     p.add_argument("--out", help="run folder for checkpoints, metrics.jsonl and loss.png (default: runs/<data name>)")
-    p.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file (flags override it)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where its last checkpoint left off")
+    p.add_argument(
+        "--config", metavar="FILE.toml", help="read options from a TOML file (flags override it) (default: none)"
+    )
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR exactly where its last checkpoint left off (default: a new run)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="replace a run already in --out once the new run has saved a checkpoint (without it, a new run refuses a folder that holds one)",
+    )
     g = p.add_argument_group("budget and checkpoints")
     g.add_argument(
         "--max-steps", type=int, help=f"stop after N steps (default: {DEFAULT_MAX_STEPS} if --max-time is not given)"
     )
-    g.add_argument("--max-time", type=float, help="stop after SECONDS of training (evaluation not counted)")
+    g.add_argument(
+        "--max-time", type=float, help="stop after SECONDS of training, evaluation not counted (default: no time limit)"
+    )
     g.add_argument(
         "--eval-every", type=int, help=f"steps between evaluations on the whole validation split {d('eval_every')}"
     )
@@ -365,11 +380,80 @@ def _removed_unless_saved(out: Path) -> Iterator[None]:
         raise
 
 
+def _run_files(out: Path) -> list[Path]:
+    """What a run wrote in `out`: its checkpoint files (as its manifest lists them), best/, data/,
+    the metrics and the plot. Other files in the folder are not the run's."""
+    from ..training.checkpoint import (
+        BEST_DIR,
+        MANIFEST,
+        STATE_JSON_FILE,
+        STATE_TENSORS_FILE,
+        WEIGHTS_FILE,
+        CheckpointError,
+        read_json,
+    )
+    from ..training.lm_data import DATA_DIR
+    from ..training.metrics import METRICS_FILE, PLOT_FILE
+
+    names = {WEIGHTS_FILE, STATE_JSON_FILE, STATE_TENSORS_FILE, METRICS_FILE, PLOT_FILE, BEST_DIR, DATA_DIR}
+    with contextlib.suppress(CheckpointError, OSError, AttributeError):
+        names |= {n for n in read_json(out / MANIFEST).get("files", {}) if "/" not in n and "\\" not in n}
+    # the manifest first: a folder whose files are being moved must not load as a checkpoint
+    return [p for p in [out / MANIFEST, *(out / n for n in sorted(names))] if p.exists()]
+
+
+@contextlib.contextmanager
+def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
+    """A new run never replaces an earlier run in `out` unless asked to, and then only once it has
+    saved a checkpoint of its own.
+
+    Without `overwrite`, a folder that holds a run is refused. With it, the earlier run's files
+    are moved aside into a hidden folder beside `out` while the new run trains. They are deleted
+    when it ends having saved a checkpoint of its own, and put back if it fails (or is
+    interrupted) before its first one, so a broken run never costs the earlier one. Under
+    torchrun, rank 0 moves the files.
+    """
+    from ..training.checkpoint import MANIFEST
+
+    main_rank = os.environ.get("RANK", "0") == "0"
+    old = _run_files(out) if out.is_dir() else []
+    if not old or not main_rank:
+        yield
+        return
+    if not overwrite:
+        raise ValueError(
+            f"out: {out} already holds a run; continue it with --resume {out}, replace it with --overwrite, "
+            "or choose another --out"
+        )
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+    for path in old:
+        os.replace(path, aside / path.name)
+    try:
+        yield
+    except BaseException as e:
+        if not (out / MANIFEST).exists():  # the new run saved nothing: the earlier one comes back
+            for path in _run_files(out):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            moved = sorted(aside.iterdir(), key=lambda p: p.name == MANIFEST)  # the manifest last
+            for path in moved:
+                os.replace(path, out / path.name)
+            aside.rmdir()
+            if isinstance(e, (ValueError, RuntimeError)) and e.args and isinstance(e.args[0], str):
+                e.args = (f"{e.args[0]}; the earlier run in {out} is kept", *e.args[1:])
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def run_task(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train a registered task with the torch `Trainer` (fresh or `--resume`), print the last record."""
     if args.resume:
-        task, config, out = _resume(spec, args, parser)
-        _fit(task, config, out, args)
+        task, config, out, options = _resume(spec, args, parser)
+        _fit(task, config, out, args, quiet=bool(options.get("quiet")))
         return 0
     defaults = {**COMMON_DEFAULTS}
     options = resolve_options(args, parser, {})
@@ -378,17 +462,17 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, parser: argparse.Argument
     options = resolve_options(args, parser, defaults)
     assert spec.build is not None
     out = Path(options["out"]) if options.get("out") else _default_out(options.get("data"), spec.name)
-    with _removed_unless_saved(out):  # the task may write its data into the run folder while it is built
+    with _new_run_in(out, bool(options.get("overwrite"))), _removed_unless_saved(out):
+        # the task may write its data into the run folder while it is built
         task, config = spec.build(args, {**options, "_run_dir": out})
-        _fit(task, config, out, args)
+        _fit(task, config, out, args, quiet=bool(options.get("quiet")))
     return 0
 
 
-def _fit(task: Any, config: TrainConfig, out: Path, args: argparse.Namespace) -> None:
+def _fit(task: Any, config: TrainConfig, out: Path, args: argparse.Namespace, *, quiet: bool) -> None:
     """Train `task` into the run folder `out` (fresh or `--resume`) and print the last record (rank 0)."""
     from ..training.trainer import Trainer, log_to_stderr
 
-    quiet = bool(getattr(args, "quiet", False))
     trainer = Trainer(
         task, config, out, resume=bool(args.resume), progress=not quiet, log=None if quiet else log_to_stderr
     )
@@ -438,9 +522,9 @@ def _default_out(data: str | None, task: str) -> Path:
     return Path("runs") / (Path(data).stem if data else ("names" if task == "lm" else task))
 
 
-def _resume_config(args: argparse.Namespace, parser: argparse.ArgumentParser):
+def _resume_config(args: argparse.Namespace, parser: argparse.ArgumentParser, task: str):
     """The checkpoint in `args.resume`, the resolved options and the run's saved `TrainConfig`
-    with the changes that --resume allows (both engines)."""
+    with the changes that --resume allows (both engines), for a run of `task`."""
     from ..training.checkpoint import load_checkpoint
 
     run = Path(args.resume)
@@ -449,6 +533,12 @@ def _resume_config(args: argparse.Namespace, parser: argparse.ArgumentParser):
         raise ValueError(
             f"resume: {run} holds weights but no training state (a best/ folder, or a run of an older "
             "rnnlab?); resume the run folder itself"
+        )
+    saved_task = ckpt.state.get("task", "lm")  # the NumPy engine trains language models only
+    if saved_task != task:
+        raise ValueError(
+            f"resume: {run} was trained by `rnnlab train {saved_task}`, not `rnnlab train {task}`; "
+            f"resume it with `rnnlab train {saved_task} --resume {run}`"
         )
     options = resolve_options(args, parser, {})
     extra = sorted(options["_given"] - RESUME_OPTIONS - {"out", "engine"})
@@ -477,7 +567,7 @@ def _saved_engine(run: Path) -> str:
 
 def _resume(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentParser):
     run = Path(args.resume)
-    ckpt, options, config = _resume_config(args, parser)
+    ckpt, options, config = _resume_config(args, parser, spec.name)
     saved = dict(ckpt.configs["train_config"])
     if spec.name == "lm":
         from ..data.words import vocab_from_json
@@ -492,7 +582,7 @@ def _resume(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentP
     else:
         assert spec.build is not None
         task, _ = spec.build(args, {**options, **saved, "_resume": ckpt})
-    return task, config, run
+    return task, config, run, options
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,7 +739,7 @@ def _train_numpy(options: dict[str, Any]) -> int:
     log = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     # the data path of the torch engine: running text streamed into memory-mapped ids in RUN/data
     # (never read whole), the split saved beside them
-    with _removed_unless_saved(out):
+    with _new_run_in(out, bool(options.get("overwrite"))), _removed_unless_saved(out):
         data = load_lm_splits(train_config, data_dir=out / DATA_DIR)
         model_config = ModelConfig(vocab_size=len(data.vocab), **model_options)
         if log:
@@ -669,7 +759,7 @@ def _resume_numpy(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from ..training.lm_data import open_run_splits
 
     run = Path(args.resume)
-    ckpt, options, config = _resume_config(args, parser)
+    ckpt, options, config = _resume_config(args, parser, "lm")
     for key in ("device", "threads"):
         if key in options["_given"]:
             raise ValueError(f"{key}: --{key.replace('_', '-')} is implemented by --engine torch only")
@@ -728,13 +818,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sample",
-        help="generate text from a trained language-model run",
+        help="generate text from a language model, or predict with a run of another task",
         description="Generate text from a run folder written by `rnnlab train lm` (either engine; RUN/best for the "
-        "best weights). One sample streams to stdout as it is generated; several are drawn in one batch.",
+        "best weights): one sample streams to stdout as it is generated; several are drawn in one batch. For a run "
+        "of another task, predict for --input or --input-file: the label (classify), the tags (tag), the output "
+        "sequence by beam search (seq2seq), or the next --horizon values (forecast).",
     )
     p.add_argument("run", help="run folder (holds checkpoint.json)")
     p.add_argument("--prime", default="", help="text to start from (default: none)")
-    p.add_argument("--prime-file", help="read the prime text from a UTF-8 file")
+    p.add_argument("--prime-file", help="read the prime text from a UTF-8 file (default: none; --prime)")
     p.add_argument(
         "--length",
         type=int,
@@ -757,7 +849,9 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         default="error",
         help="prime characters (words) outside the vocabulary: error, skip them, or map them to --replacement (<unk> for word models) (default: error)",
     )
-    p.add_argument("--replacement", help="the character --unknown map puts in their place")
+    p.add_argument(
+        "--replacement", help="the character --unknown map puts in their place (default: none; word models: <unk>)"
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     p.add_argument(
         "--engine",
@@ -834,15 +928,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
-        help="mean loss of a trained language model on its validation split or a file",
-        description="Print the mean cross-entropy in nats per token (every prediction scored once, state carried) "
-        "of a run on its own validation (or test) split, rebuilt from its saved options, or on a UTF-8 file.",
+        help="score a trained run on its validation or test split, or on a file",
+        description="Print, as JSON, a run's metrics on its own validation (or test) split, rebuilt from its saved "
+        "options, or on a file in the format of its training data. Language models: the mean cross-entropy in "
+        "nats per token (every prediction scored once, state carried); the other tasks: their loss and metrics "
+        "(accuracy, error).",
     )
     p.add_argument("run", help="run folder (or RUN/best)")
     p.add_argument(
         "--data",
         help="score this file instead (one item per line for per-line models; running text is encoded chunk by "
-        "chunk into a temporary token file under TMPDIR, so it may be larger than memory)",
+        "chunk into a temporary token file under TMPDIR, so it may be larger than memory) (default: the run's split)",
     )
     p.add_argument(
         "--split", choices=["val", "test"], default="val", help="the run's split to score without --data (default: val)"
@@ -988,10 +1084,16 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 # entry point
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line ends in one line, as every other user error does."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rnnlab", description="Recurrent neural networks from first principles to fast training."
-    )
+    parser = _Parser(prog="rnnlab", description="Recurrent neural networks from first principles to fast training.")
     parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)

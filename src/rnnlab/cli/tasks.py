@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import CELLS, TrainConfig
-from .main import add_common_arguments, register_task, train_config_from
+from .main import COMMON_DEFAULTS, add_common_arguments, register_task, train_config_from
 
 # ---------------------------------------------------------------------------------------------
 # shared pieces
@@ -171,7 +171,7 @@ def _add_classify_arguments(p: argparse.ArgumentParser) -> None:
         choices=["last", "max", "mean"],
         help=f"the text's vector: final state(s), or max / mean of the outputs over its tokens (default: {d['pooling']})",
     )
-    add_common_arguments(p)
+    add_common_arguments(p, {**COMMON_DEFAULTS, **d})  # the help quotes the defaults this task uses
 
 
 def _build_classify(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
@@ -279,7 +279,7 @@ def _add_tag_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--char-dim", type=int, help=f"character embedding size (default: {d['char_dim']})")
     g.add_argument("--char-hidden", type=int, help=f"character BiGRU units per direction (default: {d['char_hidden']})")
     g.add_argument("--max-word-len", type=int, help=f"characters read per word (default: {d['max_word_len']})")
-    add_common_arguments(p)
+    add_common_arguments(p, {**COMMON_DEFAULTS, **d})  # the help quotes the defaults this task uses
 
 
 def _build_tag(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
@@ -376,7 +376,7 @@ def _add_forecast_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="predict the change from the last value (start at the naive forecast) (default: yes)",
     )
-    add_common_arguments(p)
+    add_common_arguments(p, {**COMMON_DEFAULTS, **d})  # the help quotes the defaults this task uses
 
 
 def _build_forecast(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
@@ -485,7 +485,7 @@ def _add_seq2seq_arguments(p: argparse.ArgumentParser) -> None:
         choices=["general", "dot"],
         help=f"Luong attention score: general (h_t W h_s) or dot (h_t h_s) (default: {d['attention']})",
     )
-    add_common_arguments(p)
+    add_common_arguments(p, {**COMMON_DEFAULTS, **d})  # the help quotes the defaults this task uses
 
 
 def _build_seq2seq(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
@@ -648,7 +648,8 @@ def eval_command(args: argparse.Namespace) -> int | None:
     else:
         split = getattr(args, "split", "val") or "val"
         if split not in task.splits:
-            raise ValueError(f"split: the run {args.run} has no {split} split (train with --test FILE)")
+            how = "--test-fraction F" if name == "forecast" else "--test FILE"
+            raise ValueError(f"split: the run {args.run} has no {split} split (train with {how})")
         source = task.splits[split].source
     with torch.no_grad():
         sums = task.eval_sums(model, split)
@@ -676,9 +677,10 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
         "--input",
         dest="task_input",
         metavar="TEXT",
-        help="what to predict for: a text (classify), a sentence (tag), a source (seq2seq), or values (forecast)",
+        help="what to predict for: a text (classify), a sentence (tag), a source (seq2seq), or values (forecast) "
+        "(default: none; forecast: the end of the run's series)",
     )
-    g.add_argument("--input-file", metavar="FILE", help="one input per line (classify, tag, seq2seq)")
+    g.add_argument("--input-file", metavar="FILE", help="one input per line (classify, tag, seq2seq) (default: none)")
     g.add_argument(
         "--beam-size", type=int, default=1, help="seq2seq: beam search with this many beams (default: 1, greedy)"
     )

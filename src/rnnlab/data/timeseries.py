@@ -58,8 +58,8 @@ def load_series(
 
     Raises:
         DataError: naming the line and column, for an empty cell, "nan"/"inf", anything that is
-            not a number, or a row too short to have the column; a missing column name; fewer
-            than 2 values.
+            not a number, or a row whose number of columns differs from the first row's; a missing
+            column name; fewer than 2 values.
 
     Example:
         >>> load_series("temps.csv", column="temp")                 # doctest: +SKIP
@@ -93,10 +93,12 @@ def load_series(
 
     body = rows[1:] if header else rows
     values = np.empty(len(body), dtype=np.float64)
+    ncols = len(first)
     for k, (lineno, fields) in enumerate(body):
-        if idx >= len(fields):
+        if len(fields) != ncols:
+            # a row with a cell too many or too few has its values shifted: refuse it, as classify does
             raise DataError(
-                f"data: {path} line {lineno}: expected at least {idx + 1} columns for column {label}, got {len(fields)}"
+                f"data: {path} line {lineno}: expected {ncols} columns (as on line {first_line}), got {len(fields)}"
             )
         cell = fields[idx].strip()
         x = _parse_number(cell)

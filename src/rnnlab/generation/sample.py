@@ -78,17 +78,21 @@ def encode_prime(vocab: CharVocab, config: SampleConfig) -> tuple[np.ndarray, st
     ids, unknown = vocab.encode_lossy(config.prime, unknown="skip")
     if not unknown:
         return ids, None
-    shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown[:10]) + (" …" if len(unknown) > 10 else "")
+    # a word vocabulary (`training.lm_run.WordCodec`) says so; its unknown words map to <unk>
+    unit, map_to = getattr(vocab, "unit", "character"), getattr(vocab, "map_to", None)
+    shown = ", ".join(f"{t!r} (U+{ord(t):04X})" if len(t) == 1 else repr(t) for t in unknown[:10])
+    shown += " …" if len(unknown) > 10 else ""
     if config.unknown == "error":
+        how = "--unknown map to replace them with " + map_to if map_to else "--unknown map --replacement C to replace them"
         raise PrimeError(
-            f"prime: {len(unknown)} character(s) not in the model's vocabulary: {shown}; nothing was generated "
-            "(use --unknown skip to drop them, or --unknown map --replacement C to replace them)"
+            f"prime: {len(unknown)} {unit}(s) not in the model's vocabulary: {shown}; nothing was generated "
+            f"(use --unknown skip to drop them, or {how})"
         )
     if config.unknown == "map":
-        if config.replacement not in vocab:
+        if map_to is None and config.replacement not in vocab:
             raise PrimeError(f"replacement: {config.replacement!r} is not in the model's vocabulary either")
         ids, _ = vocab.encode_lossy(config.prime, unknown="map", replacement=config.replacement)
-        return ids, f"prime: replaced {shown} with {config.replacement!r} (not in the model's vocabulary)"
+        return ids, f"prime: replaced {shown} with {map_to or config.replacement!r} (not in the model's vocabulary)"
     return ids, f"prime: skipped {shown} (not in the model's vocabulary)"
 
 
@@ -108,7 +112,8 @@ def sample_lm(
             NumPy arrays): both engines share this sampler, so the same seed draws the same text.
         vocab: the model's vocabulary.
         config: sampling options; raises `PrimeError` for an unknown prime character unless
-            `config.unknown` says to skip or map it.
+            `config.unknown` says to skip or map it. Without a prime (plain text), each sample starts
+            from a token drawn uniformly, the first of its `length`.
         per_line: the model was trained on one item per line: every sample starts at the boundary
             token and ends at the next one.
         on_text: called with each new piece of text of the first sample as it is generated
@@ -123,17 +128,30 @@ def sample_lm(
     prime, _ = encode_prime(vocab, config)
     rng = np.random.default_rng(config.seed)
     n = config.num_samples
-    start = prime if not per_line else np.concatenate([[vocab.boundary_id], prime]).astype(np.int64)
-    if len(start) == 0:  # no prime for plain text: start from a random character's state
-        start = np.array([rng.integers(len(vocab))], dtype=np.int64)
+    # tokens never to generate: a word vocabulary's <pad> (`training.lm_run.WordCodec`)
+    banned = list(getattr(vocab, "banned_ids", ()))
+    length = config.length
+    if per_line:
+        start = np.tile(np.concatenate([[vocab.boundary_id], prime]).astype(np.int64), (n, 1))
+    elif len(prime):
+        start = np.tile(prime, (n, 1))
+    else:
+        # no prime for plain text: each sample starts from a token of its own, drawn uniformly (as
+        # char-rnn does), which is the first of its `length`
+        allowed = np.setdiff1d(np.arange(len(vocab)), banned)
+        start = rng.choice(allowed, size=(n, 1))
+        length -= 1
     model.eval()
-    out = [list(start) for _ in range(n)]
+    out = [list(row) for row in start]
     finished = np.zeros(n, dtype=bool)
     if on_text is not None:
-        on_text(vocab.decode(start))
-    logits, state = model.forward(np.tile(start, (n, 1)), None)  # (n, len(start), V)
+        on_text(vocab.decode(start[0]))
+    logits, state = model.forward(start, None)  # (n, len(start), V)
     last = logits[:, -1]
-    for _ in range(config.length):
+    for _ in range(length):
+        if banned:
+            last = last.copy()
+            last[:, banned] = -np.inf
         nxt = sample_next(last, rng, config.temperature, config.top_k, config.greedy, top_p=config.top_p)  # (n,)
         for i, tok in enumerate(nxt):
             if not finished[i]:

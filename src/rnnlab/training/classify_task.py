@@ -35,6 +35,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data.classify import BucketBatcher, LabelVocab, load_classification, pad_batch
+from ..data.corpus import sha256_file
 from ..data.download import resolve_data
 from ..data.text import DataError
 from ..data.words import PAD, UNK, WordVocab, tokenize
@@ -136,6 +137,44 @@ class ExampleTask(Task):
 
     def tokens_per_step(self) -> int:
         return self.config.batch_size
+
+    # -- the data files a run was trained on ----------------------------------------------------------
+    def data_specs(self) -> dict[str, str | None]:
+        """Role ('data', 'val', 'test') -> the option naming each data file the task reads (None: none)."""
+        options = getattr(self, "options", None)
+        return {"data": self.config.data, "val": getattr(options, "val", None), "test": getattr(options, "test", None)}
+
+    def data_fingerprints(self) -> dict[str, dict[str, str]]:
+        """Role -> {"path", "sha256"} of each data file, saved with every checkpoint as `data_files.json`.
+
+        A held-out validation split is recomputed from the training file and the seed when a run is
+        resumed or scored, so a file that changed since would silently move examples between the
+        splits; `check_data_files` refuses that instead.
+        """
+        if getattr(self, "_fingerprints", None) is None:
+            self._fingerprints = {}
+            for role, spec in self.data_specs().items():
+                if spec:
+                    path = data_path(spec)
+                    self._fingerprints[role] = {"path": path, "sha256": sha256_file(path)}
+        return dict(self._fingerprints)
+
+    def check_data_files(self, saved: Mapping[str, Any] | None) -> None:
+        """Raise `DataError` if a data file differs from the one the run was trained on (`saved`).
+
+        Runs saved before `data_files.json` existed (None) are not checked.
+        """
+        if not saved:
+            return
+        current = self.data_fingerprints()
+        for role, info in saved.items():
+            now = current.get(role)
+            if now is not None and isinstance(info, Mapping) and now["sha256"] != info.get("sha256"):
+                raise DataError(
+                    f"data: {now['path']} (the run's {role} file) has changed since the run was trained: "
+                    f"expected sha256 {info.get('sha256')}, got {now['sha256']}; restore the original file, "
+                    "or train a new run on the changed data"
+                )
 
     # -- evaluation ---------------------------------------------------------------------------------
     def eval_batches(self, split: str) -> Iterator[np.ndarray]:
@@ -385,7 +424,9 @@ class ClassifyTask(ExampleTask):
         model_config = ClassifierConfig.from_dict(configs["model_config"])
         if not load_data:
             return cls({}, vocab, labels, model_config, config, options)
-        return cls.from_options(config, options, {}, vocab=vocab, labels=labels, model_config=model_config, train=train)
+        task = cls.from_options(config, options, {}, vocab=vocab, labels=labels, model_config=model_config, train=train)
+        task.check_data_files(configs.get("data_files"))
+        return task
 
     def add_split(self, name: str, path: str) -> str:
         """Load a labelled file as the split `name` (e.g. for `rnnlab eval --data`); returns its path."""
@@ -436,7 +477,12 @@ class ClassifyTask(ExampleTask):
         return {"loss": sums["loss_sum"] / n, "accuracy": sums.get("correct", 0.0) / n}
 
     def artifacts(self) -> dict[str, dict[str, Any]]:
-        return {"vocab": self.vocab.to_json(), "labels": self.labels.to_json(), "task_options": self.options.to_dict()}
+        return {
+            "vocab": self.vocab.to_json(),
+            "labels": self.labels.to_json(),
+            "task_options": self.options.to_dict(),
+            "data_files": self.data_fingerprints(),
+        }
 
     # -- prediction -----------------------------------------------------------------------------------
     @torch.no_grad()

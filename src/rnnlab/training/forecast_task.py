@@ -210,7 +210,9 @@ class ForecastTask(ExampleTask):
         model_config = ForecasterConfig.from_dict(configs["model_config"])
         if not load_data:
             return cls({}, normalizer, model_config, config, options)
-        return cls.from_options(config, options, {}, normalizer=normalizer, model_config=model_config, train=train)
+        task = cls.from_options(config, options, {}, normalizer=normalizer, model_config=model_config, train=train)
+        task.check_data_files(configs.get("data_files"))
+        return task
 
     def add_split(self, name: str, path: str) -> str:
         """Every window of the run's column of another file (same normaliser) as split `name`."""
@@ -270,7 +272,11 @@ class ForecastTask(ExampleTask):
         }
 
     def artifacts(self) -> dict[str, dict[str, Any]]:
-        return {"normalizer": self.normalizer.to_json(), "task_options": self.options.to_dict()}
+        return {
+            "normalizer": self.normalizer.to_json(),
+            "task_options": self.options.to_dict(),
+            "data_files": self.data_fingerprints(),
+        }
 
     # -- prediction -----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import ModelConfig, TrainConfig
 from ..data.text import DataError
-from ..data.words import EOS, WordVocab, vocab_from_json
+from ..data.words import EOS, UNK, WordVocab, vocab_from_json
 from .lm_data import Vocab
 
 
@@ -99,10 +99,14 @@ class WordCodec:
         ' the cat'
     """
 
+    unit = "word"  # what the sampler's messages call a token
+    map_to = UNK  # what --unknown map puts in place of an unknown prime word
+
     def __init__(self, vocab: WordVocab, per_line: bool = False) -> None:
         self.vocab = vocab
         self.itos = vocab.itos
         self.boundary_id = vocab.eos_id if per_line else None
+        self.banned_ids = () if vocab.pad_id is None else (vocab.pad_id,)  # padding is never text
 
     def __len__(self) -> int:
         return len(self.vocab)

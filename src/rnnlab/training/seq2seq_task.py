@@ -241,9 +241,11 @@ class Seq2SeqTask(ExampleTask):
         model_config = Seq2SeqConfig.from_dict(configs["model_config"])
         if not load_data:
             return cls({}, src_vocab, tgt_vocab, model_config, config, options)
-        return cls.from_options(
+        task = cls.from_options(
             config, options, {}, vocabs=(src_vocab, tgt_vocab), model_config=model_config, train=train
         )
+        task.check_data_files(configs.get("data_files"))
+        return task
 
     def add_split(self, name: str, path: str) -> str:
         """Pairs to score as split `name`: a TSV file, or a synthetic task's name (fresh pairs, another seed)."""
@@ -317,7 +319,14 @@ class Seq2SeqTask(ExampleTask):
             "vocab": self.src_vocab.to_json(),
             "target_vocab": self.tgt_vocab.to_json(),
             "task_options": self.options.to_dict(),
+            "data_files": self.data_fingerprints(),
         }
+
+    def data_specs(self) -> dict[str, str | None]:
+        specs = super().data_specs()
+        if specs["data"] is not None and is_synthetic(specs["data"]):
+            specs["data"] = None  # generated from the seed, not read from a file
+        return specs
 
     # -- decoding -------------------------------------------------------------------------------------
     @torch.no_grad()

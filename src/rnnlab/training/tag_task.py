@@ -238,9 +238,11 @@ class TagTask(ExampleTask):
         model_config = TaggerConfig.from_dict(configs["model_config"])
         if not load_data:
             return cls({}, word_vocab, tag_vocab, char_vocab, model_config, config, options)
-        return cls.from_options(
+        task = cls.from_options(
             config, options, {}, vocabs=(word_vocab, tag_vocab, char_vocab), model_config=model_config, train=train
         )
+        task.check_data_files(configs.get("data_files"))
+        return task
 
     def add_split(self, name: str, path: str) -> str:
         """Load a CoNLL-U file as split `name` with the run's vocabularies; returns its path."""
@@ -311,13 +313,14 @@ class TagTask(ExampleTask):
             "vocab": self.word_vocab.to_json(),
             "labels": self.tag_vocab.to_json(),
             "task_options": self.options.to_dict(),
+            "data_files": self.data_fingerprints(),
         }
         if self.char_vocab is not None:
             out["char_vocab"] = self.char_vocab.to_json()
         return out
 
     def tokens_per_step(self) -> int:
-        return 0  # words per batch vary; the metrics count batches of sentences
+        return self.config.batch_size  # sentences, as the other tasks count examples (words per batch vary)
 
     # -- prediction -----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -275,7 +275,8 @@ class Task(abc.ABC):
         return {}
 
     def tokens_per_step(self) -> int:
-        """Units of the loss per global batch (tokens, items), for the metrics; 0 if unknown."""
+        """Units per global batch for the metrics' `tokens`: tokens for a language model, examples
+        (texts, sentences, windows, pairs) for the other tasks; 0 if unknown."""
         return 0
 
 
