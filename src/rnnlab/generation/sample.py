@@ -83,7 +83,11 @@ def encode_prime(vocab: CharVocab, config: SampleConfig) -> tuple[np.ndarray, st
     shown = ", ".join(f"{t!r} (U+{ord(t):04X})" if len(t) == 1 else repr(t) for t in unknown[:10])
     shown += " …" if len(unknown) > 10 else ""
     if config.unknown == "error":
-        how = "--unknown map to replace them with " + map_to if map_to else "--unknown map --replacement C to replace them"
+        how = (
+            "--unknown map to replace them with " + map_to
+            if map_to
+            else "--unknown map --replacement C to replace them"
+        )
         raise PrimeError(
             f"prime: {len(unknown)} {unit}(s) not in the model's vocabulary: {shown}; nothing was generated "
             f"(use --unknown skip to drop them, or {how})"
