@@ -163,6 +163,16 @@ def test_word_level_language_model(tmp_path: Path, text_file: Path) -> None:
     rc, stdout, err = run_cli(["eval", out])
     assert rc == 0 and json.loads(stdout)["unit"] == "word"
 
+    # unknown prime words: named as words; skipped, or mapped to <unk>, with a warning
+    line = _one_line_error(*run_cli(["sample", out, "--prime", "The zebra cat", "--length", "3"])[::2])
+    assert "prime: 1 word(s) not in the model's vocabulary: 'zebra'" in line and "<unk>" in line
+    for how, shown in (("skip", "skipped 'zebra'"), ("map", "replaced 'zebra' with '<unk>'")):
+        rc, stdout, err = run_cli(["sample", out, "--prime", "The zebra cat", "--length", "3", "--unknown", how])
+        assert rc == 0 and err.startswith(f"warning: prime: {shown}"), err
+    # padding is never text, however it is drawn
+    rc, stdout, err = run_cli(["sample", out, "--length", "200", "--num-samples", "4", "--temperature", "5"])
+    assert rc == 0 and "<pad>" not in stdout
+
 
 def test_tied_weights_and_plateau_schedule(tmp_path: Path, text_file: Path) -> None:
     out = tmp_path / "tied"
@@ -313,3 +323,58 @@ def test_quiet_from_the_toml_file(tmp_path: Path, text_file: Path) -> None:
     rc, out, err = run_cli(["train", "lm", "--data", text_file, "--out", tmp_path / "r", "--config", cfg, *TINY])
     assert rc == 0 and err == ""
     assert json.loads(out)["step"] == 20
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "device: 'cuda"),
+        (["--device", "bogus"], "device: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'bogus'"),
+        (["--seed", "-1"], "seed: expected an integer >= 0"),
+        (["--prime-file", "no/such.txt"], "prime-file: file not found: no/such.txt"),
+    ],
+)
+def test_sample_and_eval_bad_options_are_one_line(torch_run: Path, argv: list[str], needle: str) -> None:
+    assert needle in _one_line_error(*run_cli(["sample", torch_run, *argv])[::2])
+    if argv[0] == "--device":
+        assert needle in _one_line_error(*run_cli(["eval", torch_run, *argv])[::2])
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ('per_line = "false"', "config: per_line in {cfg}: expected true or false, got 'false'"),
+        ('hidden-size = "big"', "config: hidden-size in {cfg}: expected an integer, got 'big'"),
+        ('cell = "gruu"', "config: cell in {cfg}: expected one of ['rnn', 'lstm', 'gru'], got 'gruu'"),
+        ("lr = true", "config: lr in {cfg}: expected a number, got True"),
+    ],
+)
+def test_toml_values_have_the_flags_types(tmp_path: Path, toml: str, needle: str) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(toml + "\n", encoding="utf-8")
+    assert needle.format(cfg=cfg) in _one_line_error(*run_cli(["train", "--config", cfg, "--out", tmp_path / "r"])[::2])
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
+def test_out_that_cannot_be_a_run_folder_is_one_line(tmp_path: Path, text_file: Path, engine: str) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine", encoding="utf-8")
+    argv = ["train", "--engine", engine, "--data", text_file, *TINY[:-2]]  # no --threads: numpy has none
+    assert f"out: expected a folder for the run, got the file {a_file}" in _one_line_error(
+        *run_cli([*argv, "--out", a_file])[::2]
+    )
+    assert a_file.read_text(encoding="utf-8") == "mine"
+    line = _one_line_error(*run_cli([*argv, "--out", a_file / "run"])[::2])
+    assert line.startswith(f"error: out: cannot create the run folder {a_file / 'run'}")
+
+
+def test_resume_says_where_it_starts_and_when_nothing_is_left(tmp_path: Path, text_file: Path) -> None:
+    out = tmp_path / "run"
+    assert run_cli(["train", "lm", "--data", text_file, "--out", out, "--quiet", *TINY])[0] == 0
+    rc, stdout, err = run_cli(["train", "--resume", out, "--max-steps", "10"])
+    assert rc == 0 and json.loads(stdout)["step"] == 20
+    assert err.splitlines()[:2] == [
+        f"resuming {out} at step 20 (torch engine)",
+        "note: the run has already reached --max-steps 10; nothing to train (give a larger budget)",
+    ]

@@ -233,8 +233,8 @@ class TrainConfig(_Config):
         _positive_int("eval_batch_size", self.eval_batch_size)
         _number("val_fraction", self.val_fraction, 0.0, 0.5, low_open=True)
         _number("state_reset_prob", self.state_reset_prob, 0.0, 1.0)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed: expected an integer, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
         _choice("level", self.level, LEVELS)
         if isinstance(self.test_size, bool) or not isinstance(self.test_size, int) or self.test_size < 0:
             raise ValueError(f"test_size: expected an integer >= 0, got {self.test_size!r}")
@@ -294,6 +294,8 @@ class SampleConfig(_Config):
         if self.top_p is not None:
             _number("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _choice("unknown", self.unknown, ("error", "skip", "map"))
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ValueError(f"seed: expected an integer >= 0 or None, got {self.seed!r}")
         if self.unknown == "map" and (self.replacement is None or len(self.replacement) != 1):
             got = "none" if self.replacement is None else repr(self.replacement)
             raise ValueError(f"replacement: expected one character with unknown='map', got {got}")

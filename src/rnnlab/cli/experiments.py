@@ -43,6 +43,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from ..experiments import EXPERIMENTS, load_all, run_experiment
 
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
     load_all()
     if args.name == "list":
         for name, exp in EXPERIMENTS.items():

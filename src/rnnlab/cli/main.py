@@ -316,6 +316,22 @@ def _load_toml(path: str) -> dict[str, Any]:
     return data
 
 
+def _check_toml_value(action: argparse.Action, key: str, value: Any, path: str) -> None:
+    """A TOML value has the type its flag would give: a switch takes true or false, not "false"."""
+    if action.nargs == 0:  # --quiet, --per-line, --no-keep-best, ...
+        expected, ok = "true or false", isinstance(value, bool)
+    elif action.choices is not None:
+        expected, ok = f"one of {list(action.choices)}", value in action.choices
+    elif action.type is int:
+        expected, ok = "an integer", isinstance(value, int) and not isinstance(value, bool)
+    elif action.type is float:
+        expected, ok = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        expected, ok = "a string", isinstance(value, str)
+    if not ok:
+        raise ValueError(f"config: {key} in {path}: expected {expected}, got {value!r}")
+
+
 def resolve_options(
     args: argparse.Namespace, parser: argparse.ArgumentParser, defaults: dict[str, Any]
 ) -> dict[str, Any]:
@@ -324,7 +340,8 @@ def resolve_options(
     Raises:
         ValueError: the TOML file names an unknown option (listing the known ones).
     """
-    dests = {a.dest for a in parser._actions if a.dest not in ("help", "config", "resume", "task")}
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "resume", "task")}
+    dests = set(actions)
     toml: dict[str, Any] = {}
     if getattr(args, "config", None):
         raw = _load_toml(args.config)
@@ -336,6 +353,7 @@ def resolve_options(
                 raise ValueError(
                     f"config: unknown option {key!r} in {args.config}; known: {', '.join(sorted(d.replace('_', '-') for d in dests))}"
                 )
+            _check_toml_value(actions[dest], key, value, args.config)
             toml[dest] = value
     out: dict[str, Any] = {}
     for dest in dests:
@@ -402,6 +420,16 @@ def _run_files(out: Path) -> list[Path]:
     return [p for p in [out / MANIFEST, *(out / n for n in sorted(names))] if p.exists()]
 
 
+def _make_run_folder(out: Path) -> None:
+    """Create the run folder now, so that a path that cannot be one is a clear error before any work."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: expected a folder for the run, got the file {out}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"out: cannot create the run folder {out}: {e.strerror or e}") from None
+
+
 @contextlib.contextmanager
 def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
     """A new run never replaces an earlier run in `out` unless asked to, and then only once it has
@@ -453,6 +481,7 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, parser: argparse.Argument
     """Train a registered task with the torch `Trainer` (fresh or `--resume`), print the last record."""
     if args.resume:
         task, config, out, options = _resume(spec, args, parser)
+        _announce_resume(out, options["_checkpoint"], config, options)
         _fit(task, config, out, args, quiet=bool(options.get("quiet")))
         return 0
     defaults = {**COMMON_DEFAULTS}
@@ -463,6 +492,7 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, parser: argparse.Argument
     assert spec.build is not None
     out = Path(options["out"]) if options.get("out") else _default_out(options.get("data"), spec.name)
     with _new_run_in(out, bool(options.get("overwrite"))), _removed_unless_saved(out):
+        _make_run_folder(out)
         # the task may write its data into the run folder while it is built
         task, config = spec.build(args, {**options, "_run_dir": out})
         _fit(task, config, out, args, quiet=bool(options.get("quiet")))
@@ -554,6 +584,24 @@ def _resume_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ta
     return ckpt, options, TrainConfig.from_dict({**saved, **changes})
 
 
+def _announce_resume(run: Path, ckpt: Any, config: TrainConfig, options: dict[str, Any]) -> None:
+    """Say where a resumed run starts, and when its budget leaves nothing to train (rank 0, not quiet)."""
+    if options.get("quiet") or os.environ.get("RANK", "0") != "0":
+        return
+    step, elapsed = int(ckpt.state.get("step", 0)), float(ckpt.state.get("elapsed_s", 0.0))
+    print(f"resuming {run} at step {step} ({config.engine} engine)", file=sys.stderr)
+    met = [f"--max-steps {config.max_steps}"] if config.max_steps is not None and step >= config.max_steps else []
+    if config.max_time is not None and elapsed >= config.max_time:
+        met.append(f"--max-time {config.max_time:g} (trained {elapsed:.0f} s)")
+    if met:
+        print(
+            f"note: the run has already reached {' and '.join(met)}; nothing to train (give a larger budget)",
+            file=sys.stderr,
+        )
+    elif ckpt.state.get("stopped_early"):
+        print("note: the run stopped early (--patience); nothing to train", file=sys.stderr)
+
+
 def _saved_engine(run: Path) -> str:
     """The engine that trained the run in `run` ("torch" where its train_config.json does not say)."""
     from ..training.checkpoint import CheckpointError, read_json
@@ -582,7 +630,7 @@ def _resume(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentP
     else:
         assert spec.build is not None
         task, _ = spec.build(args, {**options, **saved, "_resume": ckpt})
-    return task, config, run, options
+    return task, config, run, {**options, "_checkpoint": ckpt}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -740,6 +788,7 @@ def _train_numpy(options: dict[str, Any]) -> int:
     # the data path of the torch engine: running text streamed into memory-mapped ids in RUN/data
     # (never read whole), the split saved beside them
     with _new_run_in(out, bool(options.get("overwrite"))), _removed_unless_saved(out):
+        _make_run_folder(out)
         data = load_lm_splits(train_config, data_dir=out / DATA_DIR)
         model_config = ModelConfig(vocab_size=len(data.vocab), **model_options)
         if log:
@@ -769,8 +818,7 @@ def _resume_numpy(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     data = open_run_splits(run, config, vocab_from_json(vocab_json))
     quiet = bool(options.get("quiet"))
     log = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    if log:
-        log(f"resuming {run} at step {ckpt.state['step']} (numpy engine)")  # type: ignore[index]
+    _announce_resume(run, ckpt, config, options)
     model_config = ModelConfig.from_dict(ckpt.configs["model_config"])
     record = train_lm(model_config, config, run, data, resume=True, progress=not quiet, log=log)
     print(json.dumps({"run": str(run), **record}))
@@ -825,8 +873,12 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         "sequence by beam search (seq2seq), or the next --horizon values (forecast).",
     )
     p.add_argument("run", help="run folder (holds checkpoint.json)")
-    p.add_argument("--prime", default="", help="text to start from (default: none)")
-    p.add_argument("--prime-file", help="read the prime text from a UTF-8 file (default: none; --prime)")
+    prime = p.add_mutually_exclusive_group()
+    prime.add_argument("--prime", default="", help="text to start from (default: none)")
+    prime.add_argument(
+        "--prime-file",
+        help="read the prime text from a UTF-8 file, without the line ends at its end (default: none)",
+    )
     p.add_argument(
         "--length",
         type=int,
@@ -859,16 +911,28 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="engine to sample with (default: the one that trained the run; numpy when torch is not installed)",
     )
-    p.add_argument("--device", default="cpu", help="torch device for --engine torch (default: cpu)")
+    p.add_argument(
+        "--device", default="cpu", help="torch device for --engine torch: auto, cpu, cuda, cuda:N or mps (default: cpu)"
+    )
     _tasks.add_sample_arguments(p)  # --input, --beam-size, --horizon, ... for the other tasks' runs
     p.set_defaults(func=cmd_sample)
 
 
+def _resolve_device(args: argparse.Namespace) -> None:
+    """`--device` of sample and eval, checked and made concrete ('auto' -> 'cuda:0', ...) before
+    anything loads: torch's own errors for a bad name or a missing GPU name no option."""
+    if args.device != "cpu" and getattr(args, "engine", None) != "numpy":
+        from ..training.trainer import select_device  # needs torch: without it, the one-line "needs PyTorch"
+
+        args.device = str(select_device(args.device))
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
+    _resolve_device(args)
     rc = _tasks.sample_command(args)  # classify/tag/forecast/seq2seq runs; None for language models
     if rc is not None:
         return rc
-    from ..data.text import read_text
+    from ..data.text import DataError, read_text
     from ..data.words import WordVocab
     from ..generation.sample import encode_prime, sample_lm
     from ..training.lm_run import WordCodec, load_run
@@ -876,7 +940,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     loaded = load_run(args.run, args.engine, device=args.device)
     if loaded.engine != loaded.trained_engine and args.engine is None:
         print("note: torch is not installed; sampling with --engine numpy (the same weights)", file=sys.stderr)
-    prime = read_text(args.prime_file).rstrip("\n") if args.prime_file else args.prime
+    prime = args.prime
+    if args.prime_file:
+        try:
+            prime = read_text(args.prime_file).rstrip("\n")  # an editor's final newline is not part of the prime
+        except DataError as e:
+            raise DataError(f"prime-file: {str(e).removeprefix('data: ')}") from None
     is_word = isinstance(loaded.vocab, WordVocab)
     replacement = args.replacement
     if is_word and args.unknown == "map" and replacement is None:
@@ -946,12 +1015,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--engine", choices=["torch", "numpy"], default=None, help="engine to score with (default: torch if installed)"
     )
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default="cpu", help="torch device: auto, cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--batch-size", type=int, default=128, help="parallel streams (default: 128)")
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    _resolve_device(args)
     rc = _tasks.eval_command(args)  # classify/tag/forecast/seq2seq runs; None for language models
     if rc is not None:
         return rc
@@ -1047,6 +1117,8 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         raise ValueError(f"--layers: expected a positive integer, got {args.layers}")
     if args.seq_len < 1:
         raise ValueError(f"--seq-len: expected a positive integer, got {args.seq_len}")
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
     cell = f"rnn_{args.nonlinearity}" if args.cell == "rnn" else args.cell
     result = check_recurrent_gradients(
         cell, args.layers, args.bidirectional, truncated=args.truncated, seq_len=args.seq_len, seed=args.seed
