@@ -128,6 +128,23 @@ def test_sample_prints_vocabulary_characters(greek_run: Path) -> None:
     assert set(text) <= _vocab_chars(greek_run)
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--beam-size", "5"], "--beam-size: does not apply to a language model (it is for seq2seq runs)"),
+        (
+            ["--input", "x"],
+            "--input: does not apply to a language model (it is for classify, forecast, seq2seq, tag runs)",
+        ),
+        (["--replacement", "a"], "replacement: applies with --unknown map, got --unknown error"),
+    ],
+)
+def test_sample_refuses_options_that_do_not_apply(greek_run: Path, argv: list[str], message: str) -> None:
+    rc, out, err = run_cli(["sample", greek_run, *argv])
+    assert _assert_one_line_error(rc, err) == f"error: {message}"
+    assert out == ""
+
+
 def test_sample_same_seed_same_output(greek_run: Path) -> None:
     a = run_cli(["sample", greek_run, "--length", "50", "--seed", "1"])
     b = run_cli(["sample", greek_run, "--length", "50", "--seed", "1"])

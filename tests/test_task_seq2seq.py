@@ -151,6 +151,11 @@ def test_tsv_pairs_word_level_and_resume_file(tmp_path, capsys):
     assert ckpt.configs["vocab"]["level"] == "word" and "went" in ckpt.configs["target_vocab"]["tokens"]
     rc, out, _ = cli(capsys, "eval", tmp_path / "r", "--data", pairs)
     assert rc == 0 and json.loads(out)["examples"] == 30
+    other = tmp_path / "other.tsv"
+    other.write_text("go home\thome flew\n", encoding="utf-8")
+    rc, out, err = cli(capsys, "eval", tmp_path / "r", "--data", other)  # words it never saw: said, not hidden
+    assert rc == 0 and json.loads(out)["examples"] == 1
+    assert err == f"warning: 1 target token(s) of {other} not in the run's vocabulary, scored as <unk>: 'flew'\n"
     rc, _, err = cli(capsys, "train", "seq2seq", "--resume", tmp_path / "r", "--max-steps", "6", "--quiet")
     assert rc == 0, err
 
@@ -189,6 +194,8 @@ def test_bad_decoding_options(run, capsys):
         (["--beam-size", "0"], "--beam-size"),
         (["--beam-size", "2", "--n-best", "3"], "--n-best"),
         (["--length-penalty", "-1"], "--length-penalty"),
+        (["--temperature", "0.5"], "--temperature: does not apply to a seq2seq run (it is for language-model runs)"),
+        (["--horizon", "3"], "--horizon: does not apply to a seq2seq run (it is for forecast runs)"),
     ]:
         rc, _, err = cli(capsys, "sample", run, "--input", "12", *argv)
         assert rc == 2

@@ -932,6 +932,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     rc = _tasks.sample_command(args)  # classify/tag/forecast/seq2seq runs; None for language models
     if rc is not None:
         return rc
+    _tasks.check_sample_options(args, "lm")
     from ..data.text import DataError, read_text
     from ..data.words import WordVocab
     from ..generation.sample import encode_prime, sample_lm

@@ -645,6 +645,19 @@ def eval_command(args: argparse.Namespace) -> int | None:
     if args.data:
         split = "file"
         source = task.add_split(split, args.data)
+        if name == "seq2seq":  # an open vocabulary: words it never saw are scored as <unk>, said once
+            pairs = task.splits[split].pairs
+            for side, unknown in (
+                ("source", task.unknown_tokens([s for s, _ in pairs])),
+                ("target", task.unknown_target_tokens([t for _, t in pairs])),
+            ):
+                if unknown:
+                    shown = ", ".join(repr(t) for t in unknown[:10]) + (" …" if len(unknown) > 10 else "")
+                    print(
+                        f"warning: {len(unknown)} {side} token(s) of {source} not in the run's vocabulary, "
+                        f"scored as <unk>: {shown}",
+                        file=sys.stderr,
+                    )
     else:
         split = getattr(args, "split", "val") or "val"
         if split not in task.splits:
@@ -730,11 +743,47 @@ def _inputs(args: argparse.Namespace, task: str, what: str) -> list[str]:
     return [text.strip()]
 
 
+# `rnnlab sample` options: dest -> (flag, argparse default, the kinds of run they apply to)
+_SAMPLE_OPTIONS: dict[str, tuple[str, Any, set[str]]] = {
+    "prime": ("--prime", "", {"lm"}),
+    "prime_file": ("--prime-file", None, {"lm"}),
+    "num_samples": ("--num-samples", None, {"lm"}),
+    "temperature": ("--temperature", 1.0, {"lm"}),
+    "top_k": ("--top-k", None, {"lm"}),
+    "top_p": ("--top-p", None, {"lm"}),
+    "greedy": ("--greedy", False, {"lm"}),
+    "unknown": ("--unknown", "error", {"lm"}),
+    "replacement": ("--replacement", None, {"lm"}),
+    "engine": ("--engine", None, {"lm"}),
+    "length": ("--length", None, {"lm", "seq2seq"}),
+    "task_input": ("--input", None, {"classify", "tag", "seq2seq", "forecast"}),
+    "input_file": ("--input-file", None, {"classify", "tag", "seq2seq"}),
+    "beam_size": ("--beam-size", 1, {"seq2seq"}),
+    "length_penalty": ("--length-penalty", 1.0, {"seq2seq"}),
+    "n_best": ("--n-best", 1, {"seq2seq"}),
+    "horizon": ("--horizon", None, {"forecast"}),
+    "series": ("--data", None, {"forecast"}),
+}
+
+
+def check_sample_options(args: argparse.Namespace, kind: str) -> None:
+    """Refuse a `rnnlab sample` option that means nothing for this kind of run ('lm', 'classify', ...),
+    rather than ignore it: `--beam-size 5` on a classifier, `--prime` on a forecaster."""
+    for dest, (flag, default, kinds) in _SAMPLE_OPTIONS.items():
+        if kind not in kinds and getattr(args, dest, default) != default:
+            what = "a language model" if kind == "lm" else f"a {kind} run"
+            applies = ", ".join("language-model" if k == "lm" else k for k in sorted(kinds))
+            raise ValueError(f"{flag}: does not apply to {what} (it is for {applies} runs)")
+    if kind == "lm" and getattr(args, "replacement", None) is not None and getattr(args, "unknown", "error") != "map":
+        raise ValueError(f"replacement: applies with --unknown map, got --unknown {args.unknown}")
+
+
 def sample_command(args: argparse.Namespace) -> int | None:
     """`rnnlab sample RUN ...` for runs of these tasks (see the module docstring); None for other runs."""
     name = run_task_name(args.run)
     if name is None:
         return None
+    check_sample_options(args, name)
     task, model = load_task_run(args.run, device=getattr(args, "device", "cpu"), load_data=False)
     if name == "classify":
         for label, p, _ in task.predict(model, _inputs(args, name, "text")):

@@ -398,6 +398,15 @@ class Seq2SeqTask(ExampleTask):
                     seen.setdefault(tok, None)
         return list(seen)
 
+    def unknown_target_tokens(self, targets: Sequence[str]) -> list[str]:
+        """Target tokens outside the target vocabulary (scored as `<unk>`), in order of appearance."""
+        seen: dict[str, None] = {}
+        for t in targets:
+            for tok in self.tgt_vocab.tokenize(t, newline=False):
+                if tok not in self.tgt_vocab.stoi:
+                    seen.setdefault(tok, None)
+        return list(seen)
+
     @torch.no_grad()
     def translate(
         self,
