@@ -124,7 +124,9 @@ def _swap_time_feature(dst: np.ndarray, src: np.ndarray) -> None:
     np.copyto(dst_rows, src_rows.T)
 
 
-def rnn_forward(xg, h0, W_hh, relu, ws=_FRESH):
+def rnn_forward(
+    xg: np.ndarray, h0: np.ndarray, W_hh: np.ndarray, relu: bool, ws: Workspace | None = _FRESH
+) -> tuple[np.ndarray, bool]:
     """Elman RNN: h_t = act(xg_t + W_hh h_{t-1}), with both biases folded into xg."""
     T, H, B = xg.shape
     hs = _empty(ws, "hs", (T + 1, H, B), xg.dtype)  # (T+1, H, B)
@@ -140,7 +142,15 @@ def rnn_forward(xg, h0, W_hh, relu, ws=_FRESH):
     return hs, relu
 
 
-def rnn_backward(dhs, dhT, hs, cache, W_hhT, dG, ws=_FRESH):
+def rnn_backward(
+    dhs: np.ndarray,
+    dhT: np.ndarray | None,
+    hs: np.ndarray,
+    cache: bool,
+    W_hhT: np.ndarray,
+    dG: np.ndarray,
+    ws: Workspace | None = _FRESH,
+) -> tuple[np.ndarray]:
     """dpre_t = dh_t ⊙ act'(pre_t), dh_{t-1} = W_hhᵀ dpre_t, with act' read off the stored outputs."""
     relu = cache
     T, H, B = dhs.shape
@@ -159,7 +169,9 @@ def rnn_backward(dhs, dhT, hs, cache, W_hhT, dG, ws=_FRESH):
     return (dh,)
 
 
-def lstm_forward(xg, h0, c0, W_hh, ws=_FRESH):
+def lstm_forward(
+    xg: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_hh: np.ndarray, ws: Workspace | None = _FRESH
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """LSTM steps, gates i, f, g, o; xg and W_hh arrive with the σ rows scaled by -1, the g rows by -2."""
     T, G, B = xg.shape
     H = G // 4
@@ -190,7 +202,16 @@ def lstm_forward(xg, h0, c0, W_hh, ws=_FRESH):
     return hs, (cs, tcs, acts)
 
 
-def lstm_backward(dhs, dhT, dcT, hs, cache, W_hhT, dG, ws=_FRESH):
+def lstm_backward(
+    dhs: np.ndarray,
+    dhT: np.ndarray | None,
+    dcT: np.ndarray | None,
+    hs: np.ndarray,
+    cache: tuple[np.ndarray, np.ndarray, np.ndarray],
+    W_hhT: np.ndarray,
+    dG: np.ndarray,
+    ws: Workspace | None = _FRESH,
+) -> tuple[np.ndarray, np.ndarray]:
     """Backward through c_t = f c_{t-1} + i g and h_t = o tanh(c_t), then the gate nonlinearities."""
     cs, tcs, acts = cache
     T, H, B = dhs.shape
@@ -228,7 +249,9 @@ def lstm_backward(dhs, dhT, dcT, hs, cache, W_hhT, dG, ws=_FRESH):
     return (dh, dc)
 
 
-def gru_forward(xg, h0, W_hh, b_hh, ws=_FRESH):
+def gru_forward(
+    xg: np.ndarray, h0: np.ndarray, W_hh: np.ndarray, b_hh: np.ndarray | None, ws: Workspace | None = _FRESH
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """GRU steps, gates r, z, n with b_hn inside the reset product; r, z rows arrive scaled by -1."""
     T, G, B = xg.shape
     H = G // 3
@@ -262,7 +285,16 @@ def gru_forward(xg, h0, W_hh, b_hh, ws=_FRESH):
     return hs, (acts, ghn)
 
 
-def gru_backward(dhs, dhT, hs, cache, W_hhT, dGi, dGh, ws=_FRESH):
+def gru_backward(
+    dhs: np.ndarray,
+    dhT: np.ndarray | None,
+    hs: np.ndarray,
+    cache: tuple[np.ndarray, np.ndarray],
+    W_hhT: np.ndarray,
+    dGi: np.ndarray,
+    dGh: np.ndarray,
+    ws: Workspace | None = _FRESH,
+) -> tuple[np.ndarray]:
     """Backward through h = (1-z) n + z h_{t-1}, n = tanh(xn + r ⊙ ghn), [r z] = σ(·)."""
     acts, ghn = cache
     T, H, B = dhs.shape
@@ -313,7 +345,17 @@ class _DirCache:
     reverse: bool
 
 
-def direction_forward(mode, x, state, W_ih, W_hh, b_ih, b_hh, reverse, ws=_FRESH):
+def direction_forward(
+    mode: str,
+    x: np.ndarray,
+    state: tuple[np.ndarray, ...],
+    W_ih: np.ndarray,
+    W_hh: np.ndarray,
+    b_ih: np.ndarray | None,
+    b_hh: np.ndarray | None,
+    reverse: bool,
+    ws: Workspace | None = _FRESH,
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], _DirCache]:
     """Run one direction of one layer over x (T, I, B); returns outputs (T, H, B), final state, cache.
 
     With a workspace `ws` the outputs and the cache live in its buffers until the next call.
@@ -349,7 +391,16 @@ def direction_forward(mode, x, state, W_ih, W_hh, b_ih, b_hh, reverse, ws=_FRESH
     return out, final, _DirCache(x, hs, kc, reverse)
 
 
-def direction_backward(mode, dout, dfinal, cache, W_ih, W_hh, has_bias, ws=_FRESH):
+def direction_backward(
+    mode: str,
+    dout: np.ndarray,
+    dfinal: tuple[np.ndarray | None, ...],
+    cache: _DirCache,
+    W_ih: np.ndarray,
+    W_hh: np.ndarray,
+    has_bias: bool,
+    ws: Workspace | None = _FRESH,
+) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[np.ndarray, ...]]:
     """Backward of `direction_forward` with unscaled weights; returns dx (T, I, B), grads, initial-state grads.
 
     With a workspace `ws`, dx and the gradients live in its buffers until the next call.
