@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from rnnlab.scratch.module import Module, check_dtype
+from rnnlab.scratch.module import Module, as_numeric_array, check_dtype
 
 # Below this vocabulary size a one-hot matmul is the fastest scatter-add for Embedding.backward
 # (BLAS beats index bookkeeping); above it the one-hot matrix grows too large and sorting wins.
@@ -20,12 +20,7 @@ _ONE_HOT_MAX_VOCAB = 256
 
 
 def _check_float_input(name: str, x: object, dtype: np.dtype) -> np.ndarray:
-    try:
-        arr = np.asarray(x)
-    except ValueError as e:  # a ragged nest of lists
-        raise ValueError(f"{name}: expected a rectangular numeric array, got {type(x).__name__} ({e})") from None
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    arr = as_numeric_array(name, x)
     # Cast once so the whole layer computes in its own precision, as a PyTorch module would.
     return arr.astype(dtype, copy=False)
 

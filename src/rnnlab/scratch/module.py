@@ -24,6 +24,23 @@ def check_dtype(dtype: object) -> np.dtype:
     return dt
 
 
+def as_numeric_array(name: str, value: object) -> np.ndarray:
+    """`np.asarray(value)` for a real (or integer, bool) array; a ragged nest of lists or a non-numeric
+    dtype is a `ValueError` / `TypeError` naming `name`.
+
+    Example:
+        >>> as_numeric_array("x", [[1, 2], [3, 4]]).shape
+        (2, 2)
+    """
+    try:
+        arr = np.asarray(value)
+    except ValueError as e:  # a ragged nest of lists
+        raise ValueError(f"{name}: expected a rectangular numeric array, got {type(value).__name__} ({e})") from None
+    if arr.dtype.kind not in "fiub":  # not complex either: its imaginary part would be dropped
+        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
+    return arr
+
+
 class Module:
     """Base class: named parameters, their gradients, children, train/eval mode.
 
@@ -115,12 +132,7 @@ class Module:
         for name, value in state_dict.items():
             if name not in own:
                 continue
-            try:
-                arr = np.asarray(value)
-            except ValueError as e:  # a ragged nest of lists
-                raise ValueError(f"state_dict[{name!r}]: expected a rectangular numeric array ({e})") from None
-            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-                raise TypeError(f"state_dict[{name!r}]: expected a numeric array, got dtype {arr.dtype}")
+            arr = as_numeric_array(f"state_dict[{name!r}]", value)
             if arr.shape != own[name].shape:
                 raise ValueError(f"state_dict[{name!r}]: expected shape {own[name].shape}, got {arr.shape}")
             own[name][...] = arr

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .module import Module, check_dtype
+from .module import Module, as_numeric_array, check_dtype
 
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -476,13 +476,7 @@ def _feature_major(x: np.ndarray) -> np.ndarray:
 
 
 def _as_float_array(name: str, value: object, dtype: np.dtype) -> np.ndarray:
-    try:
-        arr = np.asarray(value)
-    except ValueError as e:  # a ragged nest of lists
-        raise ValueError(f"{name}: expected a rectangular numeric array, got {type(value).__name__} ({e})") from None
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
-    return arr.astype(dtype, copy=False)
+    return as_numeric_array(name, value).astype(dtype, copy=False)
 
 
 class RNNBase(Module):
