@@ -645,12 +645,23 @@ def test_gradcheck_relu_rnn_truncated_table() -> None:
 
 
 def test_gradcheck_gru_fails_an_impossible_tolerance() -> None:
-    rc, out, _ = run_cli(["gradcheck", "--cell", "gru", "--tolerance", "0"])
+    rc, out, _ = run_cli(["gradcheck", "--cell", "gru", "--tolerance", "1e-30"])
     assert rc == 1
     assert "FAILED" in out
 
 
-@pytest.mark.parametrize(("option", "value"), [("--layers", "0"), ("--seq-len", "0")])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--layers", "0"),
+        ("--seq-len", "0"),
+        ("--seq-len", "100000"),
+        ("--tolerance", "0"),
+        ("--tolerance", "nan"),
+        ("--seed", "-1"),
+        ("--nonlinearity", "relu"),  # with the default --cell lstm
+    ],
+)
 def test_gradcheck_bad_numbers(option: str, value: str) -> None:
     rc, out, err = run_cli(["gradcheck", option, value])
     assert option in _assert_one_line_error(rc, err)

@@ -309,3 +309,36 @@ def test_experiment_without_corpus_exits_2(tmp_path: Path, capsys):
     )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "none.txt" in err
+    assert not (tmp_path / "o").exists()  # nothing half-written, not even the folder
+
+
+def test_experiment_all_checks_its_data_first(tmp_path: Path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    out = tmp_path / "deep" / "all"
+    assert main(["experiment", "all", "--quick", "--data", str(empty), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: data: file is empty: {empty}\n"
+    assert not (tmp_path / "deep").exists()
+
+
+def test_visualize_needs_a_character_language_model(tmp_path: Path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat. " * 60, encoding="utf-8")
+    runs = []
+    for extra in (["lm", "--level", "word"], ["classify"]):
+        if extra[0] == "classify":
+            text_or_tsv = tmp_path / "c.tsv"
+            text_or_tsv.write_text("".join(f"{i % 2}\tthe cat {i % 2}\n" for i in range(60)), encoding="utf-8")
+        else:
+            text_or_tsv = text
+        out = tmp_path / extra[0] / extra[-1]
+        argv = ["train", *extra, "--data", str(text_or_tsv), "--out", str(out), "--max-steps", "2", "--quiet"]
+        argv += ["--hidden-size", "8", "--embedding-dim", "8", "--batch-size", "2", "--threads", "1"]
+        assert main(argv) == 0, capsys.readouterr().err
+        runs.append(out)
+    capsys.readouterr()
+    for run, needle in zip(runs, ["is a word-level language model", "is a classify run"], strict=True):
+        assert main(["visualize", str(run), "--text", str(text), "--out", str(tmp_path / "p.html")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "p.html").exists()

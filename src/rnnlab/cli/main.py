@@ -26,6 +26,7 @@ import contextlib
 import gc
 import importlib.util
 import json
+import math
 import os
 import shutil
 import sys
@@ -443,16 +444,23 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
     """
     from ..training.checkpoint import MANIFEST
 
-    main_rank = os.environ.get("RANK", "0") == "0"
+    refusal = (
+        f"out: {out} already holds a run; continue it with --resume {out}, replace it with --overwrite, "
+        "or choose another --out"
+    )
+    if os.environ.get("RANK", "0") != "0":
+        # every rank refuses by itself rather than wait for rank 0; a new run writes its manifest
+        # only after all ranks have joined, so it cannot be mistaken for an earlier run's
+        if not overwrite and (out / MANIFEST).exists():
+            raise ValueError(refusal)
+        yield
+        return
     old = _run_files(out) if out.is_dir() else []
-    if not old or not main_rank:
+    if not old:
         yield
         return
     if not overwrite:
-        raise ValueError(
-            f"out: {out} already holds a run; continue it with --resume {out}, replace it with --overwrite, "
-            "or choose another --out"
-        )
+        raise ValueError(refusal)
     aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
     for path in old:
         os.replace(path, aside / path.name)
@@ -1104,11 +1112,14 @@ def _add_gradcheck(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, default=1, help="stacked layers (default: 1)")
     p.add_argument("--bidirectional", action="store_true", help="check a bidirectional layer")
     p.add_argument("--truncated", action="store_true", help="check one truncated-BPTT chunk with carried state")
-    p.add_argument("--seq-len", type=int, default=5, help="time steps (default: 5)")
+    p.add_argument("--seq-len", type=int, default=5, help="time steps, at most 200 (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--tolerance", type=float, default=1e-6, help="exit 1 if any error exceeds this (default: 1e-6)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_gradcheck)
+
+
+GRADCHECK_MAX_SEQ_LEN = 200
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -1116,10 +1127,15 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
     if args.layers < 1:
         raise ValueError(f"--layers: expected a positive integer, got {args.layers}")
-    if args.seq_len < 1:
-        raise ValueError(f"--seq-len: expected a positive integer, got {args.seq_len}")
+    if not 1 <= args.seq_len <= GRADCHECK_MAX_SEQ_LEN:
+        # two full passes per weight entry: the check's cost grows with T times the parameter count
+        raise ValueError(f"--seq-len: expected an integer from 1 to {GRADCHECK_MAX_SEQ_LEN}, got {args.seq_len}")
     if args.seed < 0:
         raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
+    if not (math.isfinite(args.tolerance) and args.tolerance > 0):
+        raise ValueError(f"--tolerance: expected a positive number, got {args.tolerance}")
+    if args.nonlinearity != "tanh" and args.cell != "rnn":
+        raise ValueError(f"--nonlinearity: applies to --cell rnn, got --cell {args.cell}")
     cell = f"rnn_{args.nonlinearity}" if args.cell == "rnn" else args.cell
     result = check_recurrent_gradients(
         cell, args.layers, args.bidirectional, truncated=args.truncated, seq_len=args.seq_len, seed=args.seed
@@ -1205,10 +1221,16 @@ OPTIONAL_MODULES = {
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rnnlab` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+
+    def error(message: object) -> None:
+        # under torchrun every rank meets the same error (or one caused by rank 0's): rank 0 says it
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {message}", file=sys.stderr)
+
     try:
         argv = _with_default_task(argv)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        error(e)
         return 2
     args = build_parser().parse_args(argv)
     try:
@@ -1216,13 +1238,13 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as e:
         if e.name not in OPTIONAL_MODULES:
             raise  # a broken installation, not a user error: keep the traceback
-        print(f"error: {OPTIONAL_MODULES[e.name]}", file=sys.stderr)
+        error(OPTIONAL_MODULES[e.name])
         return 2
     except (ValueError, TypeError, OSError) as e:  # user errors: one line, no traceback
-        print(f"error: {e}", file=sys.stderr)
+        error(e)
         return 2
     except RuntimeError as e:  # TrainingError and friends
-        print(f"error: {e}", file=sys.stderr)
+        error(e)
         return 1
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept", file=sys.stderr)

@@ -455,14 +455,17 @@ def _plot_memory(path: Path, table: list[dict], cfg: MemoryConfig, seeds: list[i
     ax.axhline(100 / cfg.n_symbols, color="gray", ls=":", label=f"chance ({100 / cfg.n_symbols:.1f}%)")
     ax.set_xscale("log")
     ax.set_xticks(cfg.lengths, [str(n) for n in cfg.lengths])
+    ax.set_xticks([], minor=True)  # a range under a decade would get minor labels such as "4x10^0"
     ax.set_ylim(0, 105)
     ax.set_xlabel("sequence length T (the token to recall is T - 1 steps back)")
     ax.set_ylabel(f"held-out accuracy (%), {cfg.eval_size} fresh sequences")
-    ax.set_title(f"Recall the first token: mean over {len(seeds)} seeds, bars min–max")
+    n_seeds = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+    ax.set_title(f"Recall the first token: mean over {n_seeds}, bars min–max")
     ax.legend(loc="lower left")
     ax2.axhline(cfg.max_steps, color="gray", ls=":", label=f"budget ({cfg.max_steps} steps)")
     ax2.set_xscale("log")
     ax2.set_xticks(cfg.lengths, [str(n) for n in cfg.lengths])
+    ax2.set_xticks([], minor=True)
     ax2.set_xlabel("sequence length T")
     ax2.set_ylabel("training steps used (mean over seeds)")
     ax2.set_title("Steps until solved (early stop) or the budget")

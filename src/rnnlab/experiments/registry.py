@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,32 @@ def experiment(
     return register
 
 
+@contextlib.contextmanager
+def output_folder(out: Path) -> Iterator[None]:
+    """Create the folder `out` (and missing parents) for the block; if the block fails, remove the
+    folders it created that are still empty, so a failed run leaves nothing behind.
+
+    Raises:
+        ValueError: `out` is a file, or cannot be created (naming it).
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: expected a folder, got the file {out}")
+    created = [p for p in [out, *out.parents] if not p.exists()]  # the deepest first
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"out: cannot create the folder {out}: {e.strerror or e}") from None
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()  # only if empty
+            except OSError:
+                break
+        raise
+
+
 def run_experiment(
     name: str, out_dir: str | Path, *, seed: int = 0, quick: bool = False, data: str | None = None
 ) -> dict:
@@ -70,5 +97,5 @@ def run_experiment(
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment: expected one of {', '.join(sorted(EXPERIMENTS))} or 'all', got {name!r}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return EXPERIMENTS[name](out, seed=seed, quick=quick, data=data)
+    with output_folder(out):
+        return EXPERIMENTS[name](out, seed=seed, quick=quick, data=data)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..data.text import read_text
+from .registry import output_folder
 
 DATA_SUFFIXES = (".csv", ".json", ".txt", ".html")
 
@@ -118,11 +120,14 @@ def run_all(
 
     load_all()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     todo = list(EXPERIMENTS) if names is None else list(names)
     unknown = [n for n in todo if n not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"experiment: unknown {', '.join(unknown)}; expected some of {', '.join(EXPERIMENTS)}")
+    if data is not None:
+        read_text(data)  # a file no experiment can use is one error now, not one per experiment later
+    with output_folder(out):
+        pass  # created here; the experiments fill it
     results = []
     started = time.perf_counter()
     for k, name in enumerate(todo, 1):

@@ -76,7 +76,9 @@ def plot_losses(out_dir: str | os.PathLike[str], records: Sequence[dict[str, Any
     ax = fig.subplots()
     train = [(s, r["train_loss"]) for s, r in zip(steps, records, strict=True) if r.get("train_loss") is not None]
     if train:
-        ax.plot(*zip(*train, strict=True), label="train (mean since last evaluation)")
+        # a single evaluation is a point: without a marker a one-point line draws nothing
+        marker = {"marker": "o", "markersize": 3} if len(train) == 1 else {}
+        ax.plot(*zip(*train, strict=True), label="train (mean since last evaluation)", **marker)
     ax.plot(steps, [r["val_loss"] for r in records], marker="o", markersize=3, label="validation")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats per token)")
