@@ -117,6 +117,21 @@ def test_checksum_mismatch_deletes_the_download(server, tmp_path):
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"ok text " * 20000 + b"\xff\xfe bad", r"is not UTF-8 text \(invalid byte near byte 160,000\)"),
+        (b"PK\x03\x04\x00\x00 zip", r"is not a text file \(a NUL byte at byte 4\)"),
+        ("ends inside a character: Κ".encode()[:-1], r"is not UTF-8 text \(invalid byte near byte 26\)"),
+    ],
+)
+def test_a_download_that_is_not_utf8_text_is_not_cached(server, tmp_path, data, match):
+    url = serve(server, "bad.txt", data)
+    with pytest.raises(DataError, match=rf"^data: {url} {match}; nothing was cached$"):
+        fetch(url)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
 def test_corrupted_cached_copy_is_downloaded_again(server):
     data = b"the real data"
     url = serve(server, "a.txt", data)

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import http.client
 import os
@@ -103,6 +104,21 @@ def _no_network(url: str, reason: object) -> DataError:
     )
 
 
+def _check_text(
+    url: str, decoder: codecs.IncrementalDecoder, block: bytes, offset: int, *, final: bool = False
+) -> None:
+    """Raise `DataError` if `block` (at byte `offset` of the download) is not UTF-8 text."""
+    nul = block.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"data: {url} is not a text file (a NUL byte at byte {offset + nul:,}); nothing was cached")
+    try:
+        decoder.decode(block, final=final)
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"data: {url} is not UTF-8 text (invalid byte near byte {offset + e.start:,}); nothing was cached"
+        ) from None
+
+
 def fetch(
     url: str,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -156,12 +172,16 @@ def fetch(
     try:
         h = hashlib.sha256()
         received = 0
+        # every data set rnnlab reads is UTF-8 text: anything else is refused here, naming the URL,
+        # rather than cached and then refused on every read under its cache name
+        utf8 = codecs.getincrementaldecoder("utf-8")()
         request = urllib.request.Request(url, headers={"User-Agent": "rnnlab"})
         with os.fdopen(fd, "wb") as out:
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as response:
                     expected = response.headers.get("Content-Length")
                     while block := response.read(1 << 16):
+                        _check_text(url, utf8, block, received)
                         h.update(block)
                         out.write(block)
                         received += len(block)
@@ -179,6 +199,7 @@ def fetch(
                 raise _no_network(url, getattr(e, "strerror", None) or e) from None
         if expected is not None and expected.isdigit() and int(expected) != received:
             raise _no_network(url, f"the download was cut off after {received} of {expected} bytes")
+        _check_text(url, utf8, b"", received, final=True)
         got = h.hexdigest()
         if sha256 is not None and got != sha256:
             raise DataError(
