@@ -152,6 +152,7 @@ def test_deterministic_and_report(runs: Path, corpus: Path, tmp_path: Path):
         a = json.loads((runs / name / "summary.json").read_text())
         b = json.loads((tmp_path / name / "summary.json").read_text())
         assert a == b, name
+        assert b["settings"] == {"seed": 0, "quick": True, "data": str(corpus)}  # what reproduces the run
         for f in FILES[name][1:]:
             assert (runs / name / f).read_bytes() == (tmp_path / name / f).read_bytes(), f"{name}/{f}"
     page = report.read_text(encoding="utf-8")

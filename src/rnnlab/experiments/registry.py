@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +28,17 @@ class Experiment:
 
     def __call__(self, out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | None = None) -> dict:
         """Run with one BLAS thread: the experiments multiply small matrices step by step (see
-        `common.single_threaded_blas`)."""
+        `common.single_threaded_blas`). The settings that reproduce the run are added to its
+        summary.json (and to the summary returned)."""
         from .common import single_threaded_blas
 
         with single_threaded_blas():
-            return self.run(out_dir, seed=seed, quick=quick, data=data)
+            summary = self.run(out_dir, seed=seed, quick=quick, data=data)
+        summary = {**summary, "settings": {"seed": seed, "quick": quick, "data": data}}
+        path = Path(out_dir) / "summary.json"
+        if path.exists():
+            path.write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
+        return summary
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

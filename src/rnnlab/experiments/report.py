@@ -239,7 +239,7 @@ def write_report(out_dir: str | Path, results: Sequence[ExperimentResult], *, se
             )
             body.append(f'<p class="files">data: {links}</p>')
         sections.append(f'<section class="experiment" id="section-{aid}">{"".join(body)}</section>')
-        figures = {k: v for k, v in (r.summary or {}).items() if k not in ("summary", "experiment")}
+        figures = {k: v for k, v in (r.summary or {}).items() if k not in ("summary", "experiment", "settings")}
         records.append(
             {
                 "name": r.name,
