@@ -327,8 +327,8 @@ def _check_toml_value(action: argparse.Action, key: str, value: Any, path: str) 
         expected, ok = "an integer", isinstance(value, int) and not isinstance(value, bool)
     elif action.type is float:
         expected, ok = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        expected, ok = "a string", isinstance(value, str)
+    else:  # a path, a device, a column given by name or index: the task reads it from text
+        expected, ok = "a string or a number", isinstance(value, (str, int, float)) and not isinstance(value, bool)
     if not ok:
         raise ValueError(f"config: {key} in {path}: expected {expected}, got {value!r}")
 
