@@ -125,6 +125,17 @@ def test_bridge_keeps_the_model_precision(np_dtype, t_dtype, atol: float) -> Non
     assert NumpyBridge(bf16).forward(IDS[:8].reshape(2, 4))[0].dtype == np.float32  # NumPy has no bfloat16
 
 
+def test_bridge_refuses_what_torch_would_misread() -> None:
+    with pytest.raises(TypeError, match=r"^model: expected a torch rnnlab.torch.LanguageModel .*got LanguageModel$"):
+        NumpyBridge(NumpyLM(_config("lstm"), seed=0))  # type: ignore[arg-type]
+    bridge = NumpyBridge(LanguageModel(_config("lstm"), seed=0))
+    with pytest.raises(TypeError, match=r"^idx: expected integer token ids, got dtype float64$"):
+        bridge.forward(np.array([[1.7]]))
+    V = _config("lstm").vocab_size
+    with pytest.raises(ValueError, match=rf"^idx: expected token ids in \[0, {V}\), got values from -1 to 2$"):
+        bridge.forward(np.array([[-1, 2]]))
+
+
 def test_state_dict_round_trip_is_exact() -> None:
     t_model = _train_torch("lstm", torch.float32)
     back = to_torch_state_dict(to_numpy_state_dict(t_model.state_dict()))

@@ -155,6 +155,12 @@ def test_select_device() -> None:
             select_device("cuda")
 
 
+def test_the_trainer_records_that_torch_trained_the_run(tmp_path: Path) -> None:
+    Trainer(Blobs(), TrainConfig(max_steps=2, eval_every=2, engine="numpy"), tmp_path / "run").fit()
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text(encoding="utf-8"))
+    assert saved["engine"] == "torch"  # what --resume and load_run go by, whatever the config said
+
+
 def test_trainer_rejects_wrong_arguments(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"^task: "):
         Trainer(object(), TrainConfig(max_steps=1), tmp_path)  # type: ignore[arg-type]

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
 INITS = ("pytorch", "normal", "xavier", "orthogonal", "identity")
@@ -46,6 +48,15 @@ def _number(name: str, value: object, low: float, high: float = math.inf, *, low
 def _bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name}: expected true or false, got {value!r}")
+
+
+def _plain_numbers(config: object) -> None:
+    """NumPy scalars given for fields (np.int64(16), np.float32(0.1), np.bool_) become Python ones,
+    so a config checks, compares and saves as JSON the same whichever was given."""
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+            object.__setattr__(config, f.name, value.item())
 
 
 def _optional_positive_int(name: str, value: object) -> None:
@@ -110,6 +121,7 @@ class ModelConfig(_Config):
     tie_weights: bool = False
 
     def __post_init__(self) -> None:
+        _plain_numbers(self)
         _positive_int("vocab_size", self.vocab_size)
         _choice("cell", self.cell, CELLS)
         _choice("nonlinearity", self.nonlinearity, NONLINEARITIES)
@@ -120,8 +132,14 @@ class ModelConfig(_Config):
         _choice("init", self.init, INITS)
         if self.init == "identity" and self.cell != "rnn":
             raise ValueError(f"init: 'identity' (IRNN) is for cell='rnn', got cell={self.cell!r}")
+        if self.nonlinearity != "tanh" and self.cell != "rnn":
+            raise ValueError(
+                f"nonlinearity: applies to cell='rnn', got nonlinearity={self.nonlinearity!r} with cell={self.cell!r}"
+            )
         if self.forget_bias is not None:
             _number("forget_bias", self.forget_bias, -math.inf)
+            if self.cell != "lstm":
+                raise ValueError(f"forget_bias: applies to cell='lstm', got cell={self.cell!r}")
         _bool("tie_weights", self.tie_weights)
         if self.tie_weights and self.embedding_dim != self.hidden_size:
             raise ValueError(
@@ -210,7 +228,11 @@ class TrainConfig(_Config):
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        _plain_numbers(self)
         _choice("engine", self.engine, ENGINES)
+        if self.data is not None and not isinstance(self.data, str):
+            raise TypeError(f"data: expected a path, URL or data-set name as a string (or None), got {self.data!r}")
+        _bool("per_line", self.per_line)
         _positive_int("batch_size", self.batch_size)
         _positive_int("seq_len", self.seq_len)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -286,8 +308,14 @@ class SampleConfig(_Config):
     top_p: float | None = None
 
     def __post_init__(self) -> None:
+        _plain_numbers(self)
         _positive_int("length", self.length)
         _positive_int("num_samples", self.num_samples)
+        _bool("greedy", self.greedy)
+        if not isinstance(self.prime, str):
+            raise TypeError(f"prime: expected a string, got {type(self.prime).__name__}")
+        if self.replacement is not None and not isinstance(self.replacement, str):
+            raise TypeError(f"replacement: expected a character or None, got {type(self.replacement).__name__}")
         _number("temperature", self.temperature, 0.0, low_open=True)
         if self.top_k is not None:
             _positive_int("top_k", self.top_k)

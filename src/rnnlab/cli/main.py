@@ -943,8 +943,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _tasks.check_sample_options(args, "lm")
     from ..data.text import DataError, read_text
     from ..data.words import WordVocab
-    from ..generation.sample import encode_prime, sample_lm
-    from ..training.lm_run import WordCodec, load_run
+    from ..generation.sample import WordCodec, encode_prime, sample_lm
+    from ..training.lm_run import load_run
 
     loaded = load_run(args.run, args.engine, device=args.device)
     if loaded.engine != loaded.trained_engine and args.engine is None:

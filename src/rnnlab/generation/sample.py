@@ -7,16 +7,67 @@ generation costs one small forward pass per character.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..config import SampleConfig
 from ..data.text import CharVocab, DataError
+from ..data.words import EOS, UNK, WordVocab
 from ..scratch.losses import softmax
 
 
 class PrimeError(DataError):
     """The prime text cannot be encoded with the model's vocabulary."""
+
+
+class WordCodec:
+    """Makes a `WordVocab` look like a `CharVocab` to `generation.sample.sample_lm`.
+
+    Tokens are printed with a leading space and `<eos>` as a line end, so streamed pieces add up
+    to the final text. For a prime, an unknown word is an error, skipped, or mapped to `<unk>`
+    (with `--unknown map`, whatever `--replacement` says).
+
+    Example:
+        >>> codec = WordCodec(WordVocab.from_text("the cat\\n"))
+        >>> codec.decode(codec.encode_lossy("the cat", "skip")[0])
+        ' the cat'
+    """
+
+    unit = "word"  # what the sampler's messages call a token
+    map_to = UNK  # what --unknown map puts in place of an unknown prime word
+
+    def __init__(self, vocab: WordVocab, per_line: bool = False) -> None:
+        self.vocab = vocab
+        self.itos = vocab.itos
+        self.boundary_id = vocab.eos_id if per_line else None
+        self.banned_ids = () if vocab.pad_id is None else (vocab.pad_id,)  # padding is never text
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def __contains__(self, token: object) -> bool:
+        return True  # the replacement of --unknown map is <unk>, always there
+
+    def encode_lossy(
+        self, text: str, unknown: str = "skip", replacement: str | None = None
+    ) -> tuple[np.ndarray, list[str]]:
+        tokens = self.vocab.tokenize(text, newline=self.vocab.eos_id is not None)
+        bad = list(dict.fromkeys(t for t in tokens if t not in self.vocab.stoi))
+        if unknown == "skip":
+            tokens = [t for t in tokens if t in self.vocab.stoi]
+        ids = self.vocab.encode(tokens) if tokens else np.zeros(0, dtype=np.int64)
+        return ids, bad
+
+    def decode(self, ids: Any) -> str:
+        out = []
+        for i in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
+            tok = self.vocab.itos[i]
+            if i == self.boundary_id or tok == EOS:
+                out.append("" if self.boundary_id is not None else "\n")
+            else:
+                out.append(" " + tok)
+        return "".join(out)
 
 
 def sample_next(
@@ -46,8 +97,20 @@ def sample_next(
         array([1])
     """
     logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or logits.shape[1] == 0:
+        raise ValueError(f"logits: expected shape (B, V) with V >= 1, got {logits.shape}")
+    if np.isnan(logits).any():  # -inf is fine: a token that must not be drawn
+        raise ValueError("logits: expected numbers, got NaN (did the model diverge?)")
     if greedy:
         return logits.argmax(axis=-1)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
+    if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and 0 < temperature < np.inf):
+        raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ValueError(f"top_k: expected a positive integer or None, got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ValueError(f"top_p: expected a number in (0, 1] or None, got {top_p!r}")
     z = logits / temperature
     if top_k is not None and top_k < z.shape[-1]:
         kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
@@ -73,12 +136,18 @@ def encode_prime(vocab: CharVocab, config: SampleConfig) -> tuple[np.ndarray, st
 
     Raises `PrimeError` naming the unknown characters when `config.unknown` is 'error'.
     """
+    if not isinstance(config, SampleConfig):
+        raise TypeError(f"config: expected a SampleConfig, got {type(config).__name__}")
+    if isinstance(vocab, WordVocab):
+        vocab = WordCodec(vocab)
+    if not (callable(getattr(vocab, "encode_lossy", None)) and callable(getattr(vocab, "decode", None))):
+        raise TypeError(f"vocab: expected a CharVocab, WordVocab or WordCodec, got {type(vocab).__name__}")
     if not config.prime:
         return np.zeros(0, dtype=np.int64), None
     ids, unknown = vocab.encode_lossy(config.prime, unknown="skip")
     if not unknown:
         return ids, None
-    # a word vocabulary (`training.lm_run.WordCodec`) says so; its unknown words map to <unk>
+    # a word vocabulary (`WordCodec`) says so; its unknown words map to <unk>
     unit, map_to = getattr(vocab, "unit", "character"), getattr(vocab, "map_to", None)
     shown = ", ".join(f"{t!r} (U+{ord(t):04X})" if len(t) == 1 else repr(t) for t in unknown[:10])
     shown += " …" if len(unknown) > 10 else ""
@@ -129,10 +198,18 @@ def sample_lm(
     Example:
         >>> sample_lm(lm, vocab, SampleConfig(length=100, prime="ROMEO:"))   # doctest: +SKIP
     """
+    if model is None or not callable(getattr(model, "forward", None)) or not callable(getattr(model, "eval", None)):
+        raise TypeError(
+            f"model: expected a NumPy LanguageModel or a torch one wrapped in rnnlab.torch.NumpyBridge, got {type(model).__name__}"
+        )
+    if isinstance(vocab, WordVocab):  # as `training.lm_run.load_run` gives it for a word model
+        vocab = WordCodec(vocab, per_line)
+    if per_line and getattr(vocab, "boundary_id", None) is None:
+        raise ValueError("per_line: expected a vocabulary with a boundary token (a per-line model's), got none")
     prime, _ = encode_prime(vocab, config)
     rng = np.random.default_rng(config.seed)
     n = config.num_samples
-    # tokens never to generate: a word vocabulary's <pad> (`training.lm_run.WordCodec`)
+    # tokens never to generate: a word vocabulary's <pad> (`WordCodec`)
     banned = list(getattr(vocab, "banned_ids", ()))
     length = config.length
     if per_line:

@@ -33,6 +33,10 @@ class LanguageModel(Module):
 
     def __init__(self, config: ModelConfig, *, dtype: object = np.float32, seed: int | None = None) -> None:
         super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config: expected a ModelConfig, got {type(config).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
         self.config = config
         self.dtype = check_dtype(dtype)
         self.rng = np.random.default_rng(seed)

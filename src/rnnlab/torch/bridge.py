@@ -31,6 +31,10 @@ class NumpyBridge:
     """
 
     def __init__(self, model: LanguageModel) -> None:
+        if not isinstance(model, LanguageModel):
+            raise TypeError(
+                f"model: expected a torch rnnlab.torch.LanguageModel (a NumPy one needs no bridge), got {type(model).__name__}"
+            )
         self.model = model
         self.config = model.config
         self.device = model.head.bias.device
@@ -43,7 +47,13 @@ class NumpyBridge:
         float32 and float64 logits keep their dtype (a float64 model stays exact); half and
         bfloat16 ones, which NumPy cannot hold, come back as float32.
         """
-        x = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(self.device)
+        ids = np.asarray(idx)
+        if ids.dtype.kind not in "iu":  # float ids would be truncated without a word
+            raise TypeError(f"idx: expected integer token ids, got dtype {ids.dtype}")
+        V = self.config.vocab_size
+        if ids.size and (ids.min() < 0 or ids.max() >= V):
+            raise ValueError(f"idx: expected token ids in [0, {V}), got values from {ids.min()} to {ids.max()}")
+        x = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device)
         logits, state = self.model(x, state)
         if logits.dtype not in (torch.float32, torch.float64):
             logits = logits.float()

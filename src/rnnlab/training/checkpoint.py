@@ -487,6 +487,23 @@ def save_checkpoint(
             raise TypeError(f"configs[{name!r}]: expected a dict, got {type(cfg).__name__}")
     if state is not None and not isinstance(state, Mapping):
         raise TypeError(f"state: expected a dict, got {type(state).__name__}")
+    # Whatever can be refused is refused before the directory is touched: with wrong arguments,
+    # an earlier checkpoint there stays as it was (and loadable).
+    for what, tensors in (("weights", weights), ("extra_tensors", extra_tensors)):
+        if tensors is None:
+            continue
+        if not isinstance(tensors, Mapping):
+            raise TypeError(f"{what}: expected a dict of name -> array, got {type(tensors).__name__}")
+        for name, value in tensors.items():
+            if _NAMES.get((np.asarray(value).dtype.kind, np.asarray(value).dtype.itemsize)) is None:
+                raise TypeError(f"{what}[{name!r}]: dtype {np.asarray(value).dtype} cannot be saved in safetensors")
+    for what, obj in [*((f"configs[{n!r}]", c) for n, c in configs.items()), ("state", state)]:
+        try:
+            json.dumps(obj, default=_json_default)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{what}: cannot be written as JSON: {e}") from None
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"directory: expected a folder for the checkpoint, got the file {directory}")
 
     directory.mkdir(parents=True, exist_ok=True)
     manifest_path = directory / MANIFEST

@@ -149,10 +149,23 @@ def make_lm_batcher(data: LMData | LMSplits, config: TrainConfig) -> StreamBatch
 def evaluate(model: LanguageModel, tokens: np.ndarray, batch_size: int = 128, seq_len: int = 256) -> float:
     """Mean cross-entropy in nats per predicted token over the whole of `tokens` (state carried).
 
+    Args:
+        model: a NumPy-engine `LanguageModel` (a torch one: `training.lm_task.lm_loss_sums`).
+        tokens: (N,) token ids, N >= 2.
+        batch_size: parallel streams at most (fewer when the split is short).
+        seq_len: columns per batch.
+
     Example:
         >>> evaluate(lm, data.val)            # doctest: +SKIP
         1.62
     """
+    if not isinstance(model, LanguageModel):
+        raise TypeError(
+            f"model: expected a NumPy-engine LanguageModel (for torch: training.lm_task.lm_loss_sums), got {type(model).__name__}"
+        )
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     # no more streams than keep each at least seq_len long: every stream starts from a zero state,
     # so 128 streams over a short split would score most characters with almost no context
     batch_size = max(1, min(batch_size, (len(tokens) - 1) // seq_len))
@@ -277,10 +290,22 @@ def train_lm(
         >>> train_lm(cfg, TrainConfig(max_steps=10, eval_every=10), "runs/tiny", data)["step"]   # doctest: +SKIP
         10
     """
+    from .lm_data import LMSplits  # here: lm_data imports this module
+
+    for name, value, cls in (("model_config", model_config, ModelConfig), ("train_config", train_config, TrainConfig)):
+        if not isinstance(value, cls):
+            raise TypeError(f"{name}: expected a {cls.__name__}, got {type(value).__name__}")
+    if not isinstance(data, (LMData, LMSplits)):
+        raise TypeError(f"data: expected LMData (load_lm_data) or LMSplits (load_lm_splits), got {type(data).__name__}")
     if model_config.vocab_size != len(data.vocab):
         raise ValueError(
             f"vocab_size: expected {len(data.vocab)} (the data's vocabulary), got {model_config.vocab_size}"
         )
+    data_level = "char" if isinstance(data.vocab, CharVocab) else "word"
+    if train_config.level != data_level:
+        raise ValueError(f"level: expected {data_level!r} (the data's vocabulary), got {train_config.level!r}")
+    # the run records the engine that trained it: `--resume` and `load_run` go by it
+    train_config = train_config.replace(engine="numpy")
     _refuse_torch_only_options(model_config, train_config)
     if train_config.test_size and data.test is None:
         raise ValueError(
@@ -290,6 +315,8 @@ def train_lm(
     check_lm_data(data, train_config)  # before anything is written
     batcher = make_lm_batcher(data, train_config)  # per-line items in a new order every epoch
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir: expected a folder for the run, got the file {out_dir}")
     model = LanguageModel(model_config, seed=train_config.seed)
     opt = make_optimizer(model, train_config)
     schedule = Schedule(train_config)

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..config import ModelConfig, TrainConfig
 from ..data.text import DataError
-from ..data.words import EOS, UNK, WordVocab, vocab_from_json
+from ..data.words import vocab_from_json
 from .lm_data import Vocab
 
 
@@ -73,10 +71,11 @@ def load_run(run_dir: str | Path, engine: str | None = None, device: str = "cpu"
     if engine == "torch":
         from ..torch.convert import load_weights
         from ..torch.models import LanguageModel
+        from .trainer import select_device  # a bad name or a missing GPU: one clear line
 
         model = LanguageModel(model_config, seed=0)
         load_weights(model, ckpt.weights)
-        model.to(device).eval()
+        model.to(select_device(device)).eval()
     else:
         from ..scratch.models import LanguageModel as NumpyLanguageModel
 
@@ -84,52 +83,3 @@ def load_run(run_dir: str | Path, engine: str | None = None, device: str = "cpu"
         model.load_state_dict(ckpt.weights)
         model.eval()
     return LoadedRun(model, engine, trained, vocab, per_line, model_config, train_config)
-
-
-class WordCodec:
-    """Makes a `WordVocab` look like a `CharVocab` to `generation.sample.sample_lm`.
-
-    Tokens are printed with a leading space and `<eos>` as a line end, so streamed pieces add up
-    to the final text. For a prime, an unknown word is an error, skipped, or mapped to `<unk>`
-    (with `--unknown map`, whatever `--replacement` says).
-
-    Example:
-        >>> codec = WordCodec(WordVocab.from_text("the cat\\n"))
-        >>> codec.decode(codec.encode_lossy("the cat", "skip")[0])
-        ' the cat'
-    """
-
-    unit = "word"  # what the sampler's messages call a token
-    map_to = UNK  # what --unknown map puts in place of an unknown prime word
-
-    def __init__(self, vocab: WordVocab, per_line: bool = False) -> None:
-        self.vocab = vocab
-        self.itos = vocab.itos
-        self.boundary_id = vocab.eos_id if per_line else None
-        self.banned_ids = () if vocab.pad_id is None else (vocab.pad_id,)  # padding is never text
-
-    def __len__(self) -> int:
-        return len(self.vocab)
-
-    def __contains__(self, token: object) -> bool:
-        return True  # the replacement of --unknown map is <unk>, always there
-
-    def encode_lossy(
-        self, text: str, unknown: str = "skip", replacement: str | None = None
-    ) -> tuple[np.ndarray, list[str]]:
-        tokens = self.vocab.tokenize(text, newline=self.vocab.eos_id is not None)
-        bad = list(dict.fromkeys(t for t in tokens if t not in self.vocab.stoi))
-        if unknown == "skip":
-            tokens = [t for t in tokens if t in self.vocab.stoi]
-        ids = self.vocab.encode(tokens) if tokens else np.zeros(0, dtype=np.int64)
-        return ids, bad
-
-    def decode(self, ids: Any) -> str:
-        out = []
-        for i in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
-            tok = self.vocab.itos[i]
-            if i == self.boundary_id or tok == EOS:
-                out.append("" if self.boundary_id is not None else "\n")
-            else:
-                out.append(" " + tok)
-        return "".join(out)

@@ -385,7 +385,12 @@ class Trainer:
                 f"task.model_config: expected a config with to_dict() (such as a ModelConfig), "
                 f"got {type(task.model_config).__name__}"
             )
-        self.task, self.config, self.out_dir = task, config, Path(out_dir)
+        # the run records the engine that trained it: `--resume` and `load_run` go by it
+        config = config.replace(engine="torch")
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ValueError(f"out_dir: expected a folder for the run, got the file {self.out_dir}")
+        self.task, self.config = task, config
         self.dist = Distributed.from_env()
         self.is_main = self.dist.is_main
         self.progress = progress and self.is_main
@@ -730,6 +735,11 @@ class Trainer:
         from ..torch.convert import load_weights
 
         ckpt = load_checkpoint(directory)
+        if ckpt.configs.get("train_config", {}).get("engine") == "numpy":
+            raise CheckpointError(
+                f"{directory}: a run of the NumPy engine; resume it with training.lm.train_lm(..., resume=True) "
+                "or `rnnlab train --resume`"
+            )
         state, tensors = ckpt.state, ckpt.extra_tensors
         if state is None or tensors is None or "optimizer" not in state:
             raise CheckpointError(
