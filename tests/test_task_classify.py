@@ -338,13 +338,16 @@ def test_a_changed_data_file_is_refused_by_eval_and_resume(tmp_path, capsys):
     assert rc == 0, err
     assert load_checkpoint(out).configs["data_files"]["data"]["path"] == str(data)
     assert cli(capsys, "eval", out)[0] == 0
+    rc, _, err = cli(capsys, "train", "--engine", "numpy", "--resume", out)  # the command that resumes it, named
+    assert rc == 2
+    assert_one_error_line(err, "was trained by `rnnlab train classify`, not `rnnlab train lm`")
     with open(data, "a", encoding="utf-8") as f:
         f.write("1\ta fine new line\n")
     before = snapshot(out)
     for argv in (["eval", out], ["train", "classify", "--resume", out, "--max-steps", "8"]):
         rc, _, err = cli(capsys, *argv)
         assert rc == 2
-        assert_one_error_line(err, str(data), "has changed since the run was trained")
+        assert_one_error_line(err, str(data), "is not the data file the run was trained on")
     assert snapshot(out) == before
     rc, stdout, _ = cli(capsys, "eval", out, "--data", data)  # scoring the file itself, as a file, is fine
     assert rc == 0 and '"split": "file"' in stdout

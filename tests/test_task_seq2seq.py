@@ -227,3 +227,25 @@ def test_diverging_run_exits_1_and_keeps_the_good_checkpoint(tmp_path, capsys):
     assert rc == 1
     assert_one_error_line(err, "became", "kept")
     assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_decoding_never_outputs_padding_or_the_start_token(run, monkeypatch):
+    import rnnlab.training.seq2seq_task as s2s
+    from rnnlab.cli.tasks import load_task_run
+
+    task, model = load_task_run(run, load_data=False)
+    c = task.model_config
+    real = s2s.Seq2SeqStepper
+
+    class PadLoving(real):  # an untrained decoder that likes <pad> and <bos> best
+        def step(self, tokens, state):
+            logits, state = super().step(tokens, state)
+            logits = logits.clone()
+            logits[:, c.pad_id] = 1e4
+            logits[:, c.bos_id] = 1e4
+            return logits, state
+
+    monkeypatch.setattr(s2s, "Seq2SeqStepper", PadLoving)
+    for beam in (1, 3):
+        for hyps in task.translate(model, ["1 2 3"], beam_size=beam, n_best=beam):
+            assert all("<pad>" not in text and "<bos>" not in text for text, _ in hyps)

@@ -378,3 +378,63 @@ def test_resume_says_where_it_starts_and_when_nothing_is_left(tmp_path: Path, te
         f"resuming {out} at step 20 (torch engine)",
         "note: the run has already reached --max-steps 10; nothing to train (give a larger budget)",
     ]
+
+
+def test_what_a_run_stopped_before_its_first_checkpoint_left_is_not_a_run(tmp_path: Path, text_file: Path) -> None:
+    out = tmp_path / "run"
+    (out / "data").mkdir(parents=True)  # all that a run interrupted while building its data leaves
+    rc, _, err = run_cli(["train", "lm", "--data", text_file, "--out", out, "--quiet", *TINY])
+    assert rc == 0, err
+
+
+def test_overwrite_of_the_current_folder_sets_the_old_run_aside_beside_it(
+    tmp_path: Path, text_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert run_cli(["train", "lm", "--data", text_file, "--out", ".", "--quiet", *TINY])[0] == 0
+    assert run_cli(["train", "lm", "--data", text_file, "--out", ".", "--quiet", "--overwrite", *TINY])[0] == 0
+    assert not [p for p in [*here.iterdir(), *tmp_path.iterdir()] if ".replaced-" in p.name]
+
+
+def test_a_failed_new_run_leaves_no_folders_it_made(tmp_path: Path, text_file: Path) -> None:
+    rc, _, err = run_cli(
+        ["train", "lm", "--data", text_file, "--out", tmp_path / "a" / "b", *TINY, "--seq-len", "9999"]
+    )
+    assert rc == 2, err
+    assert not (tmp_path / "a").exists()
+
+
+def test_sigterm_during_overwrite_puts_the_earlier_run_back(tmp_path: Path, text_file: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    assert run_cli(["train", "lm", "--data", text_file, "--out", out, "--quiet", *TINY])[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    argv = ["train", "lm", "--data", str(text_file), "--out", str(out), "--overwrite", "--quiet", *TINY]
+    argv += ["--max-steps", "10000000", "--eval-every", "10000000"]  # never a checkpoint before the signal
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", *argv], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(".replaced-" in p.name for p in tmp_path.iterdir()):  # the earlier run is set aside
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    time.sleep(1.0)  # training now
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if ".replaced-" in p.name]
+
+
+def test_options_that_do_not_fit_the_engine_or_the_run(tmp_path: Path, numpy_run: Path, text_file: Path) -> None:
+    line = _one_line_error(*run_cli(["sample", numpy_run, "--engine", "numpy", "--device", "cuda"])[::2])
+    assert "device: --device is for --engine torch" in line
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("out = 9\n", encoding="utf-8")
+    line = _one_line_error(*run_cli(["train", "--data", text_file, "--config", cfg])[::2])
+    assert line == f"error: config: out in {cfg}: expected a string, got 9"

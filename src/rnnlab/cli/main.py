@@ -29,8 +29,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,8 +329,10 @@ def _check_toml_value(action: argparse.Action, key: str, value: Any, path: str) 
         expected, ok = "an integer", isinstance(value, int) and not isinstance(value, bool)
     elif action.type is float:
         expected, ok = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:  # a path, a device, a column given by name or index: the task reads it from text
-        expected, ok = "a string or a number", isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    elif action.dest == "column" or action.dest.endswith("_column"):  # by header name or by index
+        expected, ok = "a column name or index", isinstance(value, (str, int)) and not isinstance(value, bool)
+    else:  # a path, a device, a name
+        expected, ok = "a string", isinstance(value, str)
     if not ok:
         raise ValueError(f"config: {key} in {path}: expected {expected}, got {value!r}")
 
@@ -390,12 +394,18 @@ def _removed_unless_saved(out: Path) -> Iterator[None]:
     from ..training.checkpoint import BEST_DIR, MANIFEST
 
     created = not out.exists()
+    parents = [p for p in out.absolute().parents if not p.exists()]  # the deepest first
     try:
         yield
     except Exception:
         saved = (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
         if created and not saved and os.environ.get("RANK", "0") == "0":
             shutil.rmtree(out, ignore_errors=True)
+            for parent in parents:
+                try:
+                    parent.rmdir()  # only if empty
+                except OSError:
+                    break
         raise
 
 
@@ -442,7 +452,7 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
     interrupted) before its first one, so a broken run never costs the earlier one. Under
     torchrun, rank 0 moves the files.
     """
-    from ..training.checkpoint import MANIFEST
+    from ..training.checkpoint import BEST_DIR, MANIFEST
 
     refusal = (
         f"out: {out} already holds a run; continue it with --resume {out}, replace it with --overwrite, "
@@ -455,13 +465,24 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
             raise ValueError(refusal)
         yield
         return
-    old = _run_files(out) if out.is_dir() else []
+    real = out.resolve()  # `--out .` has no name of its own
+    stranded = sorted(real.parent.glob(f".{real.name}.replaced-*"))
+    if stranded:
+        print(
+            f"note: {stranded[0]} holds the files of an earlier run of {out} that an interrupted --overwrite "
+            "left there (rnnlab does not touch it)",
+            file=sys.stderr,
+        )
+    # a folder holds a run once a checkpoint was written there; a data/ folder alone is what a
+    # run stopped before its first checkpoint left behind, and user files are not a run
+    has_run = (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
+    old = _run_files(out) if has_run else []
     if not old:
         yield
         return
     if not overwrite:
         raise ValueError(refusal)
-    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+    aside = Path(tempfile.mkdtemp(prefix=f".{real.name}.replaced-", dir=real.parent))
     for path in old:
         os.replace(path, aside / path.name)
     try:
@@ -756,6 +777,12 @@ def _run_lm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if engine is None and args.config:
         engine = _load_toml(args.config).get("engine")
     if args.resume:
+        other = _tasks.run_task_name(args.resume)
+        if other is not None:  # a classify/tag/... run: say which command resumes it, whatever --engine says
+            raise ValueError(
+                f"resume: {args.resume} was trained by `rnnlab train {other}`, not `rnnlab train lm`; "
+                f"resume it with `rnnlab train {other} --resume {args.resume}`"
+            )
         saved_engine = _saved_engine(Path(args.resume))
         if engine is not None and engine != saved_engine:
             raise ValueError(
@@ -929,7 +956,9 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
 def _resolve_device(args: argparse.Namespace) -> None:
     """`--device` of sample and eval, checked and made concrete ('auto' -> 'cuda:0', ...) before
     anything loads: torch's own errors for a bad name or a missing GPU name no option."""
-    if args.device != "cpu" and getattr(args, "engine", None) != "numpy":
+    if args.device != "cpu" and getattr(args, "engine", None) == "numpy":
+        raise ValueError(f"device: --device is for --engine torch, got --device {args.device} with --engine numpy")
+    if args.device != "cpu":
         from ..training.trainer import select_device  # needs torch: without it, the one-line "needs PyTorch"
 
         args.device = str(select_device(args.device))
@@ -1218,6 +1247,10 @@ OPTIONAL_MODULES = {
 }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rnnlab` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -1233,6 +1266,10 @@ def main(argv: list[str] | None = None) -> int:
         error(e)
         return 2
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # a scheduler's or timeout's SIGTERM ends a run as Ctrl-C does: the last checkpoint is kept,
+        # and what --overwrite set aside is put back when the new run saved none
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
     except ModuleNotFoundError as e:
@@ -1247,7 +1284,8 @@ def main(argv: list[str] | None = None) -> int:
         error(e)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print("interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
     finally:
         if os.environ.get("WORLD_SIZE"):

@@ -171,9 +171,9 @@ class ExampleTask(Task):
             now = current.get(role)
             if now is not None and isinstance(info, Mapping) and now["sha256"] != info.get("sha256"):
                 raise DataError(
-                    f"data: {now['path']} (the run's {role} file) has changed since the run was trained: "
-                    f"expected sha256 {info.get('sha256')}, got {now['sha256']}; restore the original file, "
-                    "or train a new run on the changed data"
+                    f"data: {now['path']} is not the {role} file the run was trained on (it was {info.get('path')}, "
+                    f"or it has changed since): expected sha256 {info.get('sha256')}, got {now['sha256']}; "
+                    "restore the original file, or train a new run on the changed data"
                 )
 
     # -- evaluation ---------------------------------------------------------------------------------

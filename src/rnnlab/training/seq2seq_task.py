@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -356,9 +357,17 @@ class Seq2SeqTask(ExampleTask):
         lengths = src_lengths.tolist()
         limits = [max_len or decode_limit(n) for n in lengths]
         c = self.model_config
+        banned = [c.pad_id, c.bos_id]  # padding and the start token are never output
+
+        def step(tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+            logits, state = stepper.step(tokens, state)
+            logits = logits.clone()
+            logits[:, banned] = -math.inf
+            return logits, state
+
         if beam_size == 1 and n_best == 1:
             hyps = greedy_search(
-                stepper.step,
+                step,
                 stepper.state,
                 batch_size=len(lengths),
                 bos_id=c.bos_id,
@@ -368,7 +377,7 @@ class Seq2SeqTask(ExampleTask):
             )
             return [[h] for h in hyps]
         return beam_search(
-            stepper.step,
+            step,
             stepper.state,
             stepper.reorder,
             batch_size=len(lengths),
