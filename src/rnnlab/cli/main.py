@@ -7,8 +7,8 @@
 Options come from flags, from a TOML file (`--config run.toml`: the same names, `-` or `_`), or
 from the task's recipe defaults, in that order of precedence. Every user error ends in one line
 on stderr (`error: …`) and exit status 2, never a traceback; a run that breaks (the loss becomes
-NaN) ends with one line and status 1 and keeps the last good checkpoint; Ctrl-C ends with status
-130 after the last checkpoint.
+NaN) ends with one line and status 1 and keeps the last good checkpoint; Ctrl-C (or SIGTERM, as a
+scheduler or `timeout` sends) ends with status 130 and keeps the last checkpoint.
 
 Adding a task (classify, tag, forecast, seq2seq): write a `rnnlab.training.trainer.Task`, then
 register it here with `register_task(name, help=..., add_arguments=..., build=...)`:
