@@ -59,6 +59,13 @@ def _plain_numbers(config: object) -> None:
             object.__setattr__(config, f.name, value.item())
 
 
+def _non_negative_int(name: str, value: object, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: expected an integer >= 0{' or None' if optional else ''}, got {value!r}")
+
+
 def _optional_positive_int(name: str, value: object) -> None:
     if value is not None:
         _positive_int(name, value)
@@ -239,8 +246,7 @@ class TrainConfig(_Config):
         _number("lr", self.lr, 0.0, low_open=True)
         _choice("lr_schedule", self.lr_schedule, SCHEDULES)
         _number("lr_min_ratio", self.lr_min_ratio, 0.0, 1.0)
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps: expected an integer >= 0, got {self.warmup_steps!r}")
+        _non_negative_int("warmup_steps", self.warmup_steps)
         _number("weight_decay", self.weight_decay, 0.0)
         _number("momentum", self.momentum, 0.0, 1.0)
         _choice("clip_mode", self.clip_mode, CLIP_MODES)
@@ -255,11 +261,9 @@ class TrainConfig(_Config):
         _positive_int("eval_batch_size", self.eval_batch_size)
         _number("val_fraction", self.val_fraction, 0.0, 0.5, low_open=True)
         _number("state_reset_prob", self.state_reset_prob, 0.0, 1.0)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
+        _non_negative_int("seed", self.seed)
         _choice("level", self.level, LEVELS)
-        if isinstance(self.test_size, bool) or not isinstance(self.test_size, int) or self.test_size < 0:
-            raise ValueError(f"test_size: expected an integer >= 0, got {self.test_size!r}")
+        _non_negative_int("test_size", self.test_size)
         if self.test_size and not self.per_line and self.data is not None:
             raise ValueError("test_size: holds out whole lines, so it needs per_line data (--per-line)")
         _number("plateau_factor", self.plateau_factor, 0.0, 1.0, low_open=True)
@@ -322,8 +326,7 @@ class SampleConfig(_Config):
         if self.top_p is not None:
             _number("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _choice("unknown", self.unknown, ("error", "skip", "map"))
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise ValueError(f"seed: expected an integer >= 0 or None, got {self.seed!r}")
+        _non_negative_int("seed", self.seed, optional=True)
         if self.unknown == "map" and (self.replacement is None or len(self.replacement) != 1):
             got = "none" if self.replacement is None else repr(self.replacement)
             raise ValueError(f"replacement: expected one character with unknown='map', got {got}")

@@ -384,22 +384,34 @@ def train_config_from(options: dict[str, Any], **fixed: Any) -> TrainConfig:
 RESUME_OPTIONS = {"max_steps", "max_time", "checkpoint_every", "device", "threads", "quiet", "data", "patience"}
 
 
-@contextlib.contextmanager
-def _removed_unless_saved(out: Path) -> Iterator[None]:
-    """A new run that fails before its first checkpoint takes the run folder it created with it.
-
-    Data may be written into the folder while a run is built (the LM's token file and split). Not
-    on Ctrl-C: an interrupted run keeps what it wrote. Under torchrun only rank 0 removes it.
-    """
+def _holds_run(out: Path) -> bool:
+    """Whether a checkpoint was written in `out` (or its best/): what makes a folder a run's."""
     from ..training.checkpoint import BEST_DIR, MANIFEST
 
+    return (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
+
+
+@contextlib.contextmanager
+def _run_folder(out: Path) -> Iterator[None]:
+    """Create the run folder `out` for a new run; if the run fails before its first checkpoint, the
+    folders it created go with it.
+
+    Created first, so that a path that cannot be a folder is a clear error before any work. Data
+    may be written into it while a run is built (the LM's token file and split). Not on Ctrl-C: an
+    interrupted run keeps what it wrote. Under torchrun only rank 0 removes it.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: expected a folder for the run, got the file {out}")
     created = not out.exists()
     parents = [p for p in out.absolute().parents if not p.exists()]  # the deepest first
     try:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"out: cannot create the run folder {out}: {e.strerror or e}") from None
         yield
     except Exception:
-        saved = (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
-        if created and not saved and os.environ.get("RANK", "0") == "0":
+        if created and not _holds_run(out) and os.environ.get("RANK", "0") == "0":
             shutil.rmtree(out, ignore_errors=True)
             for parent in parents:
                 try:
@@ -431,16 +443,6 @@ def _run_files(out: Path) -> list[Path]:
     return [p for p in [out / MANIFEST, *(out / n for n in sorted(names))] if p.exists()]
 
 
-def _make_run_folder(out: Path) -> None:
-    """Create the run folder now, so that a path that cannot be one is a clear error before any work."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: expected a folder for the run, got the file {out}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"out: cannot create the run folder {out}: {e.strerror or e}") from None
-
-
 @contextlib.contextmanager
 def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
     """A new run never replaces an earlier run in `out` unless asked to, and then only once it has
@@ -452,7 +454,7 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
     interrupted) before its first one, so a broken run never costs the earlier one. Under
     torchrun, rank 0 moves the files.
     """
-    from ..training.checkpoint import BEST_DIR, MANIFEST
+    from ..training.checkpoint import MANIFEST
 
     refusal = (
         f"out: {out} already holds a run; continue it with --resume {out}, replace it with --overwrite, "
@@ -475,8 +477,7 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
         )
     # a folder holds a run once a checkpoint was written there; a data/ folder alone is what a
     # run stopped before its first checkpoint left behind, and user files are not a run
-    has_run = (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
-    old = _run_files(out) if has_run else []
+    old = _run_files(out) if _holds_run(out) else []
     if not old:
         yield
         return
@@ -520,8 +521,7 @@ def run_task(spec: TaskSpec, args: argparse.Namespace, parser: argparse.Argument
     options = resolve_options(args, parser, defaults)
     assert spec.build is not None
     out = Path(options["out"]) if options.get("out") else _default_out(options.get("data"), spec.name)
-    with _new_run_in(out, bool(options.get("overwrite"))), _removed_unless_saved(out):
-        _make_run_folder(out)
+    with _new_run_in(out, bool(options.get("overwrite"))), _run_folder(out):
         # the task may write its data into the run folder while it is built
         task, config = spec.build(args, {**options, "_run_dir": out})
         _fit(task, config, out, args, quiet=bool(options.get("quiet")))
@@ -822,8 +822,7 @@ def _train_numpy(options: dict[str, Any]) -> int:
     log = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     # the data path of the torch engine: running text streamed into memory-mapped ids in RUN/data
     # (never read whole), the split saved beside them
-    with _new_run_in(out, bool(options.get("overwrite"))), _removed_unless_saved(out):
-        _make_run_folder(out)
+    with _new_run_in(out, bool(options.get("overwrite"))), _run_folder(out):
         data = load_lm_splits(train_config, data_dir=out / DATA_DIR)
         model_config = ModelConfig(vocab_size=len(data.vocab), **model_options)
         if log:

@@ -118,11 +118,11 @@ _NAMES: dict[tuple[str, int], str] = {(dt.kind, dt.itemsize): name for name, dt 
 _MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's limit as well
 
 
-def _safetensors_dtype(name: str, arr: np.ndarray) -> str:
+def _safetensors_dtype(name: str, arr: np.ndarray, what: str = "tensors") -> str:
     st = _NAMES.get((arr.dtype.kind, arr.dtype.itemsize))
     if st is None:
         supported = ", ".join(sorted({str(np.dtype(d).newbyteorder("=")) for d in _DTYPES.values()}))
-        raise TypeError(f"tensors[{name!r}]: dtype {arr.dtype} cannot be saved; expected one of {supported}")
+        raise TypeError(f"{what}[{name!r}]: dtype {arr.dtype} cannot be saved; expected one of {supported}")
     return st
 
 
@@ -495,8 +495,7 @@ def save_checkpoint(
         if not isinstance(tensors, Mapping):
             raise TypeError(f"{what}: expected a dict of name -> array, got {type(tensors).__name__}")
         for name, value in tensors.items():
-            if _NAMES.get((np.asarray(value).dtype.kind, np.asarray(value).dtype.itemsize)) is None:
-                raise TypeError(f"{what}[{name!r}]: dtype {np.asarray(value).dtype} cannot be saved in safetensors")
+            _safetensors_dtype(name, np.asarray(value), what)
     for what, obj in [*((f"configs[{n!r}]", c) for n, c in configs.items()), ("state", state)]:
         try:
             json.dumps(obj, default=_json_default)

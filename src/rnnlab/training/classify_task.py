@@ -99,6 +99,7 @@ class ExampleTask(Task):
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self._batcher: BucketBatcher | None = None
+        self._fingerprints: dict[str, dict[str, str]] | None = None  # see `data_fingerprints`
 
     # -- training batches -------------------------------------------------------------------------
     @property
@@ -151,7 +152,7 @@ class ExampleTask(Task):
         resumed or scored, so a file that changed since would silently move examples between the
         splits; `check_data_files` refuses that instead.
         """
-        if getattr(self, "_fingerprints", None) is None:
+        if self._fingerprints is None:
             self._fingerprints = {}
             for role, spec in self.data_specs().items():
                 if spec:

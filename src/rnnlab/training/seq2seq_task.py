@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -400,21 +400,11 @@ class Seq2SeqTask(ExampleTask):
 
     def unknown_tokens(self, sources: Sequence[str]) -> list[str]:
         """Source tokens outside the vocabulary (they are read as `<unk>`), in order of appearance."""
-        seen: dict[str, None] = {}
-        for t in sources:
-            for tok in self.src_vocab.tokenize(self.clean_source(t)):
-                if tok not in self.src_vocab.stoi:
-                    seen.setdefault(tok, None)
-        return list(seen)
+        return _unknown(self.src_vocab, (self.clean_source(t) for t in sources))
 
     def unknown_target_tokens(self, targets: Sequence[str]) -> list[str]:
         """Target tokens outside the target vocabulary (scored as `<unk>`), in order of appearance."""
-        seen: dict[str, None] = {}
-        for t in targets:
-            for tok in self.tgt_vocab.tokenize(t, newline=False):
-                if tok not in self.tgt_vocab.stoi:
-                    seen.setdefault(tok, None)
-        return list(seen)
+        return _unknown(self.tgt_vocab, targets)
 
     @torch.no_grad()
     def translate(
@@ -469,6 +459,12 @@ class Seq2SeqTask(ExampleTask):
                     outs.append((text, h.log_prob))
                 results.append(outs)
         return results
+
+
+def _unknown(vocab: WordVocab, texts: Iterable[str]) -> list[str]:
+    """The tokens of `texts` outside `vocab`, each once, in order of appearance."""
+    seen = dict.fromkeys(tok for t in texts for tok in vocab.tokenize(t, newline=False) if tok not in vocab.stoi)
+    return list(seen)
 
 
 __all__ = ["PairSet", "Seq2SeqOptions", "Seq2SeqTask", "decode_limit", "is_synthetic", "synthetic_pairs"]
