@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +15,7 @@ torch = pytest.importorskip("torch")
 import rnnlab.data.names  # noqa: E402
 import rnnlab.data.text  # noqa: E402
 import rnnlab.training.lm  # noqa: E402
-from rnnlab.cli.main import main  # noqa: E402
+from resume_support import run_cli  # noqa: E402
 from rnnlab.config import ModelConfig, TrainConfig  # noqa: E402
 from rnnlab.data.corpus import MemmapTokens, load_split  # noqa: E402
 from rnnlab.data.text import CharVocab, DataError, StreamBatcher, iterate_eval_batches, read_text, split_text  # noqa: E402
@@ -49,13 +47,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def run_cli(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _one_line_error(rc: int, err: str) -> str:

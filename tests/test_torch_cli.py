@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
@@ -12,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from resume_support import run_cli  # noqa: E402
 from rnnlab.cli.main import main  # noqa: E402
 
 TINY = [
@@ -28,13 +27,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def run_cli(argv: list) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def _one_line_error(rc: int, err: str) -> str:
