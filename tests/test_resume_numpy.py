@@ -53,11 +53,11 @@ def _without_times(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("elapsed_s", "wall_s")} for r in records]
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, corpus: Path, cell: str) -> None:
+@pytest.mark.parametrize(("cell", "tied"), [("rnn", False), ("lstm", False), ("gru", False), ("gru", True)])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, corpus: Path, cell: str, tied: bool) -> None:
     config = _config(corpus)
     data = load_lm_data(config)
-    model = _model(len(data.vocab), cell)
+    model = _model(len(data.vocab), cell, **(dict(tie_weights=True, embedding_dim=24) if tied else {}))
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_lm(model, config, straight, data, progress=False)
 

@@ -86,6 +86,22 @@ def test_cross_entropy_nothing_counted_gives_zero():
     assert loss == 0.0 and not d.any()
 
 
+@pytest.mark.parametrize("pad", [-np.inf, np.nan, np.inf])
+def test_excluded_positions_may_hold_anything(pad):
+    # padding rows never count, whatever they hold: PyTorch's ignore_index drops them too
+    logits = np.array([[2.0, 0.0, -1.0], [pad, pad, pad], [0.5, 1.0, 0.0]])
+    kept, d_kept = cross_entropy(logits[[0, 2]], np.array([0, 1]))
+    for kwargs in (dict(targets=np.array([0, -100, 1])), dict(targets=np.array([0, 2, 1]), mask=np.array([1, 0, 1]))):
+        with np.errstate(all="raise"):
+            loss, d = cross_entropy(logits, **kwargs)
+        assert loss == kept
+        np.testing.assert_array_equal(d[[0, 2]], d_kept)
+        assert not d[1].any()
+    with np.errstate(all="raise"):
+        loss, d = mse_loss(np.array([1.0, pad, 3.0]), np.zeros(3), mask=np.array([1, 0, 1]))
+    assert (loss, d.tolist()) == (5.0, [1.0, 0.0, 3.0])
+
+
 def test_cross_entropy_is_stable_for_huge_logits():
     logits = np.array([[1e4, 0.0, -1e4]], dtype=np.float32)
     loss, d = cross_entropy(logits, np.array([1]))

@@ -215,6 +215,16 @@ def test_clip_grad_norm_nonfinite():
     np.testing.assert_array_equal(g, t.grad.numpy())  # same 0 * inf = nan as torch
 
 
+def test_clip_grad_norm_of_float16_sums_in_float32():
+    torch = pytest.importorskip("torch")
+    g = np.full(10, 300.0, np.float16)  # each square overflows float16
+    x = torch.zeros(10, dtype=torch.float16, requires_grad=True)
+    x.grad = torch.tensor(g.copy())
+    expected = torch.nn.utils.clip_grad_norm_([x], 1.0).item()
+    assert clip_grad_norm_([g], 1.0) == expected == pytest.approx(948.7, rel=1e-3)
+    np.testing.assert_array_equal(g, x.grad.numpy())
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_clip_grad_value_matches_torch(dtype):
     torch = pytest.importorskip("torch")

@@ -293,6 +293,9 @@ def test_bad_constructor_arguments():
         GRU(3, 0)
     with pytest.raises(ValueError, match=r"dropout: expected a number in \[0, 1\), got 1.5"):
         LSTM(3, 4, dropout=1.5)
+    with pytest.raises(ValueError, match=r"dropout: expected a number in \[0, 1\), got True"):
+        LSTM(3, 4, dropout=True)
+    assert GRU(3, 4, num_layers=2, dropout=np.float32(0.25)).dropout == 0.25  # a NumPy scalar is a number
     with pytest.raises(TypeError, match=r"dtype: expected float32 or float64, got int64"):
         LSTM(3, 4, dtype=np.int64)
 

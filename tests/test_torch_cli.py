@@ -212,7 +212,7 @@ def test_toml_options_and_flags_override(tmp_path: Path, text_file: Path) -> Non
     ("argv", "needle"),
     [
         (["train", "dance"], "unknown task 'dance'"),
-        (["train", "--engine", "numpy", "--tie-weights", "--embedding-dim", "16"], "torch"),
+        (["train", "--engine", "numpy", "--precision", "fp32"], "torch"),
         (["train", "--engine", "numpy", "--threads", "2"], "torch"),
         (["train", "--device", "tpu"], "device:"),
         (["train", "--device", "cpu", "--precision", "bf16"], "precision:"),

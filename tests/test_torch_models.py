@@ -165,8 +165,9 @@ def test_tied_weights_share_one_matrix() -> None:
     assert model.num_parameters() == untied.num_parameters() - 12 * len(VOCAB)
     sd = model.state_dict()
     assert torch.equal(sd["embedding.weight"], sd["head.weight"])
-    # the NumPy twin takes the tied matrix as two equal copies, and computes the same logits
+    # the NumPy twin ties the same way, and computes the same logits
     np_model = torch_model_to_numpy(model.double()).eval()
+    assert np_model.head.params["weight"] is np_model.embedding.params["weight"]
     a, b = _logits_both(np_model, model.eval())
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
     back = numpy_model_to_torch(np_model)
@@ -174,6 +175,48 @@ def test_tied_weights_share_one_matrix() -> None:
     # weights of an untied model cannot be squeezed into a tied one
     with pytest.raises(ValueError, match="tie"):
         load_weights(LanguageModel(config), LanguageModel(config.replace(tie_weights=False), seed=3).state_dict())
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_tied_training_is_the_same_on_both_engines(cell: str) -> None:
+    # one (V, H) matrix is embedding and read-out in both engines: same initial weights for a seed,
+    # gradients that sum both uses, and an optimiser that updates it once (AdamW: one weight decay)
+    config = ModelConfig(vocab_size=len(VOCAB), cell=cell, embedding_dim=10, hidden_size=10, tie_weights=True)
+    np_model = NumpyLM(config, dtype=np.float64, seed=4)
+    t_model = LanguageModel(config, seed=4, dtype=torch.float64)
+    assert np_model.head.params["weight"] is np_model.embedding.params["weight"]
+    assert "head.weight" not in np_model.params and "head.weight" in np_model.state_dict()
+    assert np_model.num_parameters() == t_model.num_parameters()
+    np_opt = optim.AdamW(np_model, lr=0.01, weight_decay=0.1)
+    t_opt = torch.optim.AdamW(t_model.parameters(), lr=0.01, weight_decay=0.1)
+    for x, y in _batches(5):
+        logits, _ = np_model.forward(x)
+        np_loss, dlogits = cross_entropy(logits, y)
+        np_model.zero_grad()
+        np_model.backward(dlogits)
+        np_opt.step()
+        t_logits, _ = t_model(torch.from_numpy(x))
+        t_loss = torch.nn.functional.cross_entropy(
+            t_logits.reshape(-1, t_logits.shape[-1]), torch.from_numpy(y).reshape(-1)
+        )
+        t_opt.zero_grad()
+        t_loss.backward()
+        t_opt.step()
+        assert np_loss == pytest.approx(t_loss.item(), abs=1e-12)
+    for name, value in t_model.state_dict().items():
+        np.testing.assert_allclose(np_model.state_dict()[name], value.numpy(), rtol=0, atol=1e-10, err_msg=name)
+    np.testing.assert_array_equal(np_model.state_dict()["head.weight"], np_model.state_dict()["embedding.weight"])
+
+
+def test_numpy_tied_model_refuses_two_different_matrices() -> None:
+    config = ModelConfig(vocab_size=len(VOCAB), embedding_dim=10, hidden_size=10, tie_weights=True)
+    model = NumpyLM(config, seed=0)
+    weights = NumpyLM(config.replace(tie_weights=False), seed=1).state_dict()
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=r"^state_dict: embedding.weight and head.weight are one tied parameter"):
+        model.load_state_dict(weights)
+    for name, value in model.state_dict().items():  # refused before anything was copied
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
 
 
 def test_tie_weights_needs_equal_sizes() -> None:

@@ -765,7 +765,6 @@ def _build_lm(args: argparse.Namespace, options: dict[str, Any]):
 
 # the NumPy trainer implements these options at their defaults only
 _TORCH_ONLY = {
-    "tie_weights": False,
     "device": "auto",
     "precision": "auto",
     "threads": None,

@@ -42,6 +42,8 @@ def _collect_grads(module_or_grads: GradsLike) -> list[np.ndarray]:
 def _vector_norm(x: np.ndarray, p: float) -> np.ndarray:
     """`torch.linalg.vector_norm(x, p)` for a flat view of `x`, as a 0-d array of x's dtype."""
     a = np.abs(x.reshape(-1))
+    if a.dtype.itemsize < 4:  # float16 sums in float32, as torch does: 300² already overflows float16
+        return _vector_norm(a.astype(np.float32), p).astype(x.dtype)
     if a.size == 0:
         return np.zeros((), dtype=x.dtype)
     if p == math.inf:

@@ -137,17 +137,24 @@ def cross_entropy(
         return 0.0, np.zeros_like(x)
 
     x2 = x.reshape(-1, V)  # (N, V)
-    t2 = np.where(counted, t, 0).reshape(-1)  # (N,) excluded rows gather a dummy class, then weigh 0
-    w = counted.reshape(-1).astype(x.dtype)  # (N,)
-    logp = log_softmax(x2)  # (N, V)
-    nll = -logp[np.arange(t2.size), t2]  # (N,)
+    rows = counted.reshape(-1)  # (N,)
+    every = n == rows.size
+    # Excluded rows take no part at all (not a weight of 0: padding may hold -inf or NaN, and 0·NaN is NaN).
+    xc = x2 if every else x2[rows]  # (n, V)
+    tc = t.reshape(-1) if every else t.reshape(-1)[rows]  # (n,)
+    logp = log_softmax(xc)  # (n, V)
+    nll = -logp[np.arange(n), tc]  # (n,)
     scale = 1.0 / n if reduction == "mean" else 1.0
-    loss = float((nll * w).sum(dtype=np.float64) * scale)
+    loss = float(nll.sum(dtype=np.float64) * scale)
 
     # d(-log p_t)/dx = softmax(x) - onehot(t); reuse exp(logp) instead of a second softmax.
-    dx = np.exp(logp)  # (N, V)
-    dx[np.arange(t2.size), t2] -= 1
-    dx *= (w * x.dtype.type(scale))[:, None]
+    dxc = np.exp(logp)  # (n, V)
+    dxc[np.arange(n), tc] -= 1
+    dxc *= x.dtype.type(scale)
+    if every:
+        return loss, dxc.reshape(x.shape)
+    dx = np.zeros_like(x2)  # (N, V)
+    dx[rows] = dxc
     return loss, dx.reshape(x.shape)
 
 
@@ -181,10 +188,10 @@ def mse_loss(
     y = np.asarray(target)
     if y.shape != p.shape:
         raise ValueError(f"target: expected shape {p.shape} (same as pred), got {y.shape}")
-    diff = p - y.astype(p.dtype, copy=False)
+    y = y.astype(p.dtype, copy=False)
     if mask is None:
         n = p.size
-        w: np.ndarray | None = None
+        diff = p - y
     else:
         m = np.asarray(mask)
         if m.shape == p.shape:
@@ -193,9 +200,11 @@ def mse_loss(
             m = _check_mask(m, m.shape)[..., None]  # per position: broadcast over the last axis
         else:
             raise ValueError(f"mask: expected shape {p.shape} or {p.shape[:-1]}, got {m.shape}")
-        w = np.broadcast_to(m, p.shape).astype(p.dtype)
+        w = np.broadcast_to(m, p.shape).astype(bool)
         n = int(w.sum())
-        diff = diff * w
+        # warnings off: padding may well hold inf or NaN; a counted one still shows in the loss
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.where(w, p - y, p.dtype.type(0))  # not (p - y)·0: an excluded NaN or inf must not count
     if n == 0:
         return 0.0, np.zeros_like(p)
     scale = 1.0 / n if reduction == "mean" else 1.0

@@ -17,7 +17,9 @@ class LanguageModel(Module):
     """Token embedding -> recurrent stack -> dropout -> linear read-out: next-token logits.
 
     State-dict keys: `embedding.weight`, `rnn.weight_ih_l0` …, `head.weight`, `head.bias`
-    (the PyTorch twin uses the same submodule names, so one state dict serves both engines).
+    (the PyTorch twin uses the same submodule names, so one state dict serves both engines). With
+    `config.tie_weights`, `head.weight` is the embedding array itself: both keys stay in the state
+    dict, as in PyTorch, and `params`, `grads` and the optimisers hold it once.
 
     Args:
         config: the `ModelConfig`.
@@ -60,6 +62,15 @@ class LanguageModel(Module):
         self.register_module("drop", self.drop)
         if config.init != "pytorch" or config.forget_bias is not None:
             init_recurrent_(self.rnn, config.init, self.rng, forget_bias=config.forget_bias)
+        if config.tie_weights:
+            # One (V, H) matrix is both the embedding and the read-out (Press & Wolf, 2017), so it gets
+            # the read-out's scale, U(±1/√H), rather than the embedding's N(0, 1), which would start
+            # with huge logits. Its gradient sums both uses; the optimisers see it once.
+            bound = 1.0 / np.sqrt(config.hidden_size)
+            self.embedding.params["weight"][...] = self.rng.uniform(
+                -bound, bound, (config.vocab_size, config.hidden_size)
+            )
+            self.head.tie_parameter("weight", self.embedding, "weight")
 
     def forward(self, idx: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
         """idx (B, T) token ids; state from the previous chunk or None. Returns (logits (B, T, V), state)."""

@@ -67,17 +67,41 @@ class Module:
         self._params[name] = value
         self._grads[name] = np.zeros_like(value)
 
+    def tie_parameter(self, name: str, owner: Module, owner_name: str) -> None:
+        """Make parameter `name` the very array (and gradient) of `owner`'s parameter `owner_name`.
+
+        Both names stay in `state_dict()`, as in PyTorch; `named_parameters()` and so the optimisers
+        see the shared array once, and both uses of it accumulate into its one gradient.
+        """
+        self._params[name] = owner._params[owner_name]
+        self._grads[name] = owner._grads[owner_name]
+
     def register_module(self, name: str, module: Module) -> None:
         """Add a child; its parameters appear as `name.<its names>`."""
         self._children[name] = module
 
     # -- access -------------------------------------------------------------------------------
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """Yield `(name, parameter, gradient)` for this module and its children, in registration order."""
+    def named_parameters(
+        self, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """Yield `(name, parameter, gradient)` for this module and its children, in registration order.
+
+        A tied parameter (`tie_parameter`) comes once, under its first name, unless `remove_duplicate`
+        is False, as in PyTorch.
+        """
+        seen: set[int] = set()
+        for name, p, g in self._all_parameters(prefix):
+            if remove_duplicate:
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+            yield name, p, g
+
+    def _all_parameters(self, prefix: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for name, p in self._params.items():
             yield prefix + name, p, self._grads[name]
         for child_name, child in self._children.items():
-            yield from child.named_parameters(prefix + child_name + ".")
+            yield from child._all_parameters(prefix + child_name + ".")
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -111,8 +135,8 @@ class Module:
 
     # -- state dicts --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter, keyed by PyTorch's names."""
-        return {n: p.copy() for n, p, _ in self.named_parameters()}
+        """Copies of every parameter, keyed by PyTorch's names (a tied parameter under each of its names)."""
+        return {n: p.copy() for n, p, _ in self.named_parameters(remove_duplicate=False)}
 
     def load_state_dict(self, state_dict: Mapping[str, object], strict: bool = True) -> None:
         """Copy arrays into the parameters in place, keeping this module's dtype.
@@ -122,17 +146,28 @@ class Module:
                 `tensor.numpy()`); shapes must match exactly.
             strict: if True, missing or unexpected names raise `ValueError`.
         """
-        own = self.params
+        own = {n: p for n, p, _ in self.named_parameters(remove_duplicate=False)}
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
             raise ValueError(
                 f"state_dict: names do not match; missing {missing or 'none'}, unexpected {unexpected or 'none'}"
             )
+        arrays: dict[str, np.ndarray] = {}
         for name, value in state_dict.items():
             if name not in own:
                 continue
             arr = as_numeric_array(f"state_dict[{name!r}]", value)
             if arr.shape != own[name].shape:
                 raise ValueError(f"state_dict[{name!r}]: expected shape {own[name].shape}, got {arr.shape}")
+            arrays[name] = arr
+        first_name: dict[int, str] = {}  # a tied array must get one value, whichever name brings it
+        for name, arr in arrays.items():
+            other = first_name.setdefault(id(own[name]), name)
+            if other != name and not np.array_equal(arrays[other], arr):
+                raise ValueError(
+                    f"state_dict: {other} and {name} are one tied parameter, but the given values differ "
+                    "(weights of an untied model?)"
+                )
+        for name, arr in arrays.items():
             own[name][...] = arr

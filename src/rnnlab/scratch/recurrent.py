@@ -25,6 +25,7 @@ array: nothing flows back across the boundary).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -507,7 +508,7 @@ class RNNBase(Module):
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+        if isinstance(dropout, bool) or not (isinstance(dropout, numbers.Real) and 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
         self.mode = mode
         self.input_size = int(input_size)

@@ -93,7 +93,7 @@ def numpy_model_to_torch(model: NumpyLanguageModel, *, dtype: torch.dtype | None
 
 
 def torch_model_to_numpy(model: LanguageModel, *, dtype: np.dtype | type | None = None) -> NumpyLanguageModel:
-    """A NumPy `LanguageModel` holding the weights of a torch one (a tied read-out becomes a copy).
+    """A NumPy `LanguageModel` holding the weights of a torch one (a tied read-out stays tied).
 
     Args:
         model: a `rnnlab.torch.models.LanguageModel` (any device or dtype).

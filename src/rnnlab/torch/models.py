@@ -176,14 +176,7 @@ class LanguageModel(nn.Module):
         # Drawing the initial weights with the NumPy engine makes `seed` mean the same in both engines.
         from ..scratch.models import LanguageModel as NumpyLanguageModel
 
-        twin = NumpyLanguageModel(self.config, dtype=np.float64, seed=seed)
-        weights = twin.state_dict()
-        if self.config.tie_weights:
-            # A tied matrix serves as the read-out too, so it gets the read-out's scale, U(±1/√H),
-            # rather than the embedding's N(0, 1), which would start with huge logits.
-            bound = 1.0 / np.sqrt(self.config.hidden_size)
-            weights["embedding.weight"] = twin.rng.uniform(-bound, bound, weights["embedding.weight"].shape)
-            weights["head.weight"] = weights["embedding.weight"]
+        weights = NumpyLanguageModel(self.config, dtype=np.float64, seed=seed).state_dict()
         own = dict(self.named_parameters(remove_duplicate=False))
         for name, param in own.items():
             param.copy_(torch.from_numpy(np.asarray(weights[name])))

@@ -225,12 +225,6 @@ def load_lm(run_dir: str | Path) -> LoadedLM:
     return LoadedLM(run.model, run.vocab, run.per_line, run.model_config, run.train_config)  # type: ignore[arg-type]
 
 
-def _refuse_torch_only_options(model_config: ModelConfig, train_config: TrainConfig) -> None:
-    # options this trainer does not implement are errors, not silently ignored settings
-    if model_config.tie_weights:
-        raise ValueError("tie_weights: tied embeddings are implemented by the torch engine only")
-
-
 @dataclass
 class _RunState:
     """Where a NumPy-engine run stands: everything besides the model, optimiser, data and generators."""
@@ -306,7 +300,6 @@ def train_lm(
         raise ValueError(f"level: expected {data_level!r} (the data's vocabulary), got {train_config.level!r}")
     # the run records the engine that trained it: `--resume` and `load_run` go by it
     train_config = train_config.replace(engine="numpy")
-    _refuse_torch_only_options(model_config, train_config)
     if train_config.test_size and data.test is None:
         raise ValueError(
             f"test_size: expected data with a test split (training.lm_data.load_lm_splits), got none for test_size={train_config.test_size}"
