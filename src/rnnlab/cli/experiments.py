@@ -45,6 +45,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     if args.seed < 0:
         raise ValueError(f"--seed: expected an integer >= 0, got {args.seed}")
+    if args.out is not None and not args.out.strip():
+        raise ValueError("--out: expected a folder, got an empty string")
     load_all()
     if args.name == "list":
         for name, exp in EXPERIMENTS.items():

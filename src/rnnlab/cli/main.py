@@ -1285,7 +1285,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         if os.environ.get("RANK", "0") == "0":
-            print("interrupted; the last checkpoint is kept", file=sys.stderr)
+            kept = "; the last checkpoint is kept" if args.command == "train" else ""
+            print(f"interrupted{kept}", file=sys.stderr)
         if terminated:
             # Everything the run wrote is settled by now (the interrupt went through every cleanup on
             # its way here). Exit at once with the status promised: after a SIGTERM turned interrupt,

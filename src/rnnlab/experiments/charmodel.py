@@ -14,10 +14,12 @@ properties of the text.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import re
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,7 +260,7 @@ class CharModel:
         corpus: path of the text.
         text: the whole text; val_text: its held-out end (never trained on).
         steps, val_loss: training steps and the final validation loss (nats per character).
-        reused: True when the model was copied from an earlier experiment of this process.
+        reused: True when the model was copied from an earlier experiment (see `trained_char_model`).
     """
 
     run: object
@@ -279,11 +281,17 @@ class CharModel:
 
 
 # model folders already trained in this process, by (corpus, its size and time, seed, settings)
-_TRAINED: dict[tuple, Path] = {}
+_TRAINED: dict[str, Path] = {}
 
 
 def trained_char_model(out_dir: Path, *, data: str | None, seed: int, quick: bool) -> CharModel:
-    """Train the experiments' character model into `out_dir/model`, or copy it if this process has one.
+    """Train the experiments' character model into `out_dir/model`, or copy one trained before.
+
+    hidden-states, lstm-gates and temperature study the same model. It is trained once (2,000
+    steps, a few minutes) and then copied: from this process's earlier experiment, or from a
+    finished experiment in a folder beside this one (`rnnlab experiment hidden-states` then
+    `rnnlab experiment lstm-gates` with the default folders), when corpus, seed and settings match
+    (`model/experiment_model.json`).
 
     Args:
         out_dir: the experiment's folder.
@@ -294,7 +302,6 @@ def trained_char_model(out_dir: Path, *, data: str | None, seed: int, quick: boo
     Example:
         >>> cm = trained_char_model(Path("runs/exp/hidden-states"), data=None, seed=0, quick=False)  # doctest: +SKIP
     """
-    from ..training.checkpoint import MANIFEST
     from ..training.lm import load_lm
     from ..training.metrics import METRICS_FILE
 
@@ -302,25 +309,67 @@ def trained_char_model(out_dir: Path, *, data: str | None, seed: int, quick: boo
     text = read_text(corpus)  # DataError (one line) for a missing or unreadable file, before training
     settings = QUICK_MODEL_SETTINGS if quick else MODEL_SETTINGS
     st = corpus.stat()
-    key = (str(corpus.resolve()), st.st_size, st.st_mtime_ns, seed, tuple(sorted(settings.items())))
+    key = {
+        "corpus": str(corpus.resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "seed": seed,
+        "settings": dict(sorted(settings.items())),
+    }
     out_dir = Path(out_dir)
     model_dir = out_dir / "model"
-    src = _TRAINED.get(key)
-    reused = src is not None and (src / MANIFEST).is_file()
-    if reused and src.resolve() != model_dir.resolve():
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)  # a stale run would append to its metrics.jsonl
+    src = _find_trained(key, out_dir)
+    if src is not None:
         shutil.copytree(src, model_dir)
-    elif not reused:
-        if model_dir.exists():
-            shutil.rmtree(model_dir)  # a stale run would append to its metrics.jsonl
+    else:
         # seconds=None: the budget is steps alone, so the result does not depend on the machine's speed
         train_char_model(corpus, out_dir, seconds=None, seed=seed, **settings)
-        _TRAINED[key] = model_dir
+        (model_dir / MODEL_KEY_FILE).write_text(json.dumps(key, indent=2) + "\n", encoding="utf-8")
+        _TRAINED[json.dumps(key, sort_keys=True)] = _keep_a_copy(model_dir)
     run = load_lm(model_dir)
     last = json.loads((model_dir / METRICS_FILE).read_text(encoding="utf-8").strip().splitlines()[-1])
     _, val_text = split_text(text, run.train_config.val_fraction)
-    return CharModel(run, corpus, text, val_text, int(last["step"]), float(last["val_loss"]), reused)
+    return CharModel(run, corpus, text, val_text, int(last["step"]), float(last["val_loss"]), src is not None)
+
+
+MODEL_KEY_FILE = "experiment_model.json"  # what a trained model of the experiments was trained on
+
+
+def _find_trained(key: dict, out_dir: Path) -> Path | None:
+    """A finished model folder trained with `key`: this process's copy, else one beside `out_dir`."""
+    from ..training.checkpoint import MANIFEST
+
+    candidates = [_TRAINED.get(json.dumps(key, sort_keys=True))]
+    # out_dir is an experiment folder, or the staging folder inside one (registry.staged_output)
+    for base in (out_dir.parent, out_dir.parent.parent):
+        candidates += sorted(base.glob(f"*/model/{MODEL_KEY_FILE}"))
+    for c in candidates:
+        if c is None:
+            continue
+        folder = c if c.is_dir() else c.parent
+        try:
+            same = json.loads((folder / MODEL_KEY_FILE).read_text(encoding="utf-8")) == key
+        except (OSError, ValueError):
+            continue
+        if same and (folder / MANIFEST).is_file() and folder.resolve() != (out_dir / "model").resolve():
+            return folder
+    return None
+
+
+def _keep_a_copy(model_dir: Path) -> Path:
+    """Copy a trained model into this process's temporary cache (the experiment's own folder moves)."""
+    global _CACHE_DIR
+    if _CACHE_DIR is None:
+        _CACHE_DIR = Path(tempfile.mkdtemp(prefix="rnnlab-experiment-models-"))
+        atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
+    dest = Path(tempfile.mkdtemp(dir=_CACHE_DIR)) / "model"
+    shutil.copytree(model_dir, dest)
+    return dest
+
+
+_CACHE_DIR: Path | None = None
 
 
 def _analysis_text(cm: CharModel, quick: bool) -> str:

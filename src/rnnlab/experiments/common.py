@@ -100,8 +100,14 @@ def train_char_model(
         seed=seed,
     )
     data = load_lm_data(train_config)
+    need = batch_size * seq_len + 1
+    if len(data.train) < need:  # said here: the trainer's hint names options `rnnlab experiment` does not have
+        raise DataError(
+            f"data: {corpus} is too short for this experiment: its training split (the first 90%) has "
+            f"{len(data.train):,} characters, the experiment's batches need {need:,}; give a longer text"
+        )
     model_config = ModelConfig(vocab_size=len(data.vocab), cell=cell, hidden_size=hidden_size, embedding_dim=32)
-    train_lm(model_config, train_config, out_dir / "model", data, progress=False)
+    train_lm(model_config, train_config, out_dir / "model", data, progress=True)  # a bar on a terminal only
     return load_lm(out_dir / "model"), data
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +93,54 @@ def output_folder(out: Path) -> Iterator[None]:
         raise
 
 
+OUTPUTS_FILE = ".rnnlab-outputs.json"  # what the last finished run put into the folder
+
+
+@contextlib.contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """Yield a hidden staging folder inside `out` for an experiment to fill; only a finished run's
+    files reach `out`.
+
+    On success the files of the earlier run of `out` (listed in its `.rnnlab-outputs.json`) are
+    replaced by the new ones; any other file in `out` is left alone. On an error or Ctrl-C the
+    staging folder is deleted and `out` holds what it held before: the earlier results, or nothing
+    (a folder this call created is removed). So a figure and its summary always come from one run.
+
+    Raises:
+        ValueError: `out` is a file, or cannot be created (naming it).
+
+    Example:
+        >>> with staged_output(Path("runs/exp/demo")) as stage:      # doctest: +SKIP
+        ...     (stage / "figure.png").write_bytes(png)
+    """
+    with output_folder(out):
+        stage = out / f".partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        stage.mkdir()
+        try:
+            yield stage
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+    new = sorted(p.name for p in stage.iterdir())
+    try:
+        earlier = json.loads((out / OUTPUTS_FILE).read_text(encoding="utf-8"))["files"]
+        earlier = [n for n in earlier if isinstance(n, str) and n and "/" not in n and n not in (".", "..")]
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = []
+    old = out / f".replaced-{stage.name}"
+    old.mkdir()
+    for name in sorted({*earlier, *new}):
+        if (out / name).exists() or (out / name).is_symlink():
+            os.replace(out / name, old / name)
+    for name in new:
+        os.replace(stage / name, out / name)
+    partial = out / f".{OUTPUTS_FILE}.partial"
+    partial.write_text(json.dumps({"files": new}) + "\n", encoding="utf-8")
+    os.replace(partial, out / OUTPUTS_FILE)
+    stage.rmdir()
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def run_experiment(
     name: str, out_dir: str | Path, *, seed: int = 0, quick: bool = False, data: str | None = None
 ) -> dict:
@@ -103,6 +154,6 @@ def run_experiment(
     load_all()
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment: expected one of {', '.join(sorted(EXPERIMENTS))} or 'all', got {name!r}")
-    out = Path(out_dir)
-    with output_folder(out):
-        return EXPERIMENTS[name](out, seed=seed, quick=quick, data=data)
+    with staged_output(Path(out_dir)) as stage:
+        summary = EXPERIMENTS[name](stage, seed=seed, quick=quick, data=data)
+    return summary

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..data.text import read_text
-from .registry import output_folder
+from .registry import output_folder, staged_output
 
 DATA_SUFFIXES = (".csv", ".json", ".txt", ".html")
 
@@ -72,10 +72,10 @@ def run_one(
     load_all()
     exp = EXPERIMENTS[name]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        summary = exp(out, seed=seed, quick=quick, data=data)
+        with staged_output(out) as stage:  # a failed run leaves the folder as it was
+            summary = exp(stage, seed=seed, quick=quick, data=data)
     except Exception as e:  # reported, and the other experiments still run
         msg = " ".join(str(e).split()) or "(no message)"
         return ExperimentResult(
@@ -133,7 +133,15 @@ def run_all(
     for k, name in enumerate(todo, 1):
         if log:
             log(f"[{k}/{len(todo)}] {name}: running")
-        r = run_one(name, out / name, seed=seed, quick=quick, data=data)
+        try:
+            r = run_one(name, out / name, seed=seed, quick=quick, data=data)
+        except KeyboardInterrupt:  # the experiments that finished still get their report
+            settings = {"seed": seed, "quick": quick, "data": data, "total_seconds": time.perf_counter() - started}
+            settings["interrupted"] = f"during {name}; {len(todo) - k + 1} experiment(s) not run"
+            report = write_report(out, results, settings=settings)
+            if log:
+                log(f"interrupted during {name}; the report of the {len(results)} finished experiment(s): {report}")
+            raise
         results.append(r)
         if log:
             log(f"[{k}/{len(todo)}] {name}: {'done' if r.ok else 'FAILED: ' + (r.error or '')} in {r.seconds:.1f}s")
@@ -211,13 +219,11 @@ def write_report(out_dir: str | Path, results: Sequence[ExperimentResult], *, se
         toc.append(
             f'<li><a href="#{aid}">{html.escape(r.title)}</a>{status} <span class="time">{r.seconds:.1f} s</span></li>'
         )
-        pngs = sorted(r.out_dir.glob("*.png")) if r.out_dir.is_dir() else []
-        files = sorted(p for p in r.out_dir.glob("*") if p.suffix in DATA_SUFFIXES) if r.out_dir.is_dir() else []
-        summary_text = ""
-        if r.summary is not None:
-            summary_text = str(r.summary.get("summary", ""))
-        elif (r.out_dir / "summary.txt").is_file():  # a failure after the summary was written
-            summary_text = (r.out_dir / "summary.txt").read_text(encoding="utf-8")
+        # a failed run wrote nothing into its folder: whatever is there is from an earlier run, not shown
+        shown = r.ok and r.out_dir.is_dir()
+        pngs = sorted(r.out_dir.glob("*.png")) if shown else []
+        files = sorted(p for p in r.out_dir.glob("*") if p.suffix in DATA_SUFFIXES) if shown else []
+        summary_text = str(r.summary.get("summary", "")) if r.summary is not None else ""
         body = [f'<h2 id="{aid}">{html.escape(r.title)} <span class="name">{html.escape(r.name)}</span></h2>']
         body.append(
             f'<p class="meta">wall time {r.seconds:.1f} s'
@@ -284,8 +290,9 @@ def write_report(out_dir: str | Path, results: Sequence[ExperimentResult], *, se
 </html>
 """
     path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    (out / "report.json").write_text(
+    _write_atomic(path, page)
+    _write_atomic(
+        out / "report.json",
         json.dumps(
             {
                 "settings": {**settings, "total_seconds": round(total, 3)},
@@ -299,6 +306,11 @@ def write_report(out_dir: str | Path, results: Sequence[ExperimentResult], *, se
             ensure_ascii=False,
         )
         + "\n",
-        encoding="utf-8",
     )
     return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)

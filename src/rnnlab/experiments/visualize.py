@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -417,6 +418,11 @@ def write_neuron_page(
 
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
         raise ValueError(f"max-chars: expected a positive integer, got {max_chars!r}")
+    out = Path(out_path)
+    if str(out_path).strip() == "" or out.is_dir():
+        raise ValueError(
+            f"out: expected the path of an HTML file to write, got {'the folder ' if out.is_dir() else ''}{str(out_path)!r}"
+        )
     ckpt = Path(checkpoint)
     if not ckpt.exists():
         raise DataError(f"checkpoint: not found: {ckpt}")
@@ -443,7 +449,12 @@ def write_neuron_page(
         "Colour: the unit's activation after reading each character. Hover a character for the model's top-5 "
         "guesses of the next one."
     )
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(neuron_page_html(data, title="Neuron activations on text", meta=meta), encoding="utf-8")
+    html = neuron_page_html(data, title="Neuron activations on text", meta=meta)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial")  # then renamed: never a half-written page
+        partial.write_text(html, encoding="utf-8")
+        os.replace(partial, out)
+    except OSError as e:
+        raise ValueError(f"out: cannot write {out}: {e.strerror or e}") from None
     return out

@@ -1,0 +1,131 @@
+"""Experiment output folders: only a finished run's files land there, together, and they replace the
+earlier run's; a failed or interrupted run leaves the folder as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rnnlab.cli.main import main
+from rnnlab.experiments import EXPERIMENTS, charmodel
+from rnnlab.experiments.registry import OUTPUTS_FILE, Experiment, run_experiment
+from rnnlab.experiments.report import ExperimentsFailed, run_all
+
+TEXT = "To be, or not to be: that is the question. Whether 'tis nobler in the mind to suffer.\n" * 40
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """An experiment 'zz' whose behaviour the test sets: files to write, then fail or not."""
+    plan: dict = {"files": {"fig.png": b"png-1", "summary.txt": b"the first summary"}, "fail": None}
+
+    def run(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | None = None) -> dict:
+        for name, content in plan["files"].items():
+            (out_dir / name).write_bytes(content)
+        if plan["fail"] is not None:
+            raise plan["fail"]
+        return {"experiment": "zz", "summary": plan["files"].get("summary.txt", b"").decode()}
+
+    monkeypatch.setitem(EXPERIMENTS, "zz", Experiment("zz", "A test experiment", run))
+    return plan
+
+
+def test_a_new_run_replaces_the_earlier_runs_files_only(tmp_path: Path, fake: dict) -> None:
+    out = tmp_path / "zz"
+    run_experiment("zz", out)
+    (out / "notes.md").write_text("mine", encoding="utf-8")  # not the experiment's: stays
+    fake["files"] = {"other.png": b"png-2", "summary.txt": b"two"}
+    run_experiment("zz", out)
+    files = _files(out)
+    assert files.pop(OUTPUTS_FILE) == b'{"files": ["other.png", "summary.txt"]}\n'
+    assert files == {"other.png": b"png-2", "summary.txt": b"two", "notes.md": b"mine"}  # fig.png went
+
+
+@pytest.mark.parametrize("failure", [ValueError("boom"), KeyboardInterrupt()])
+def test_a_failed_or_interrupted_run_leaves_the_folder_as_it_was(tmp_path: Path, fake: dict, failure) -> None:
+    out = tmp_path / "zz"
+    run_experiment("zz", out)
+    before = _files(out)
+    fake["files"], fake["fail"] = {"fig.png": b"half", "extra.csv": b"x"}, failure
+    with pytest.raises(type(failure)):
+        run_experiment("zz", out)
+    assert _files(out) == before and [p.name for p in out.iterdir() if p.name.startswith(".")] == [OUTPUTS_FILE]
+    # and a first run that fails leaves no folder at all
+    with pytest.raises(type(failure)):
+        run_experiment("zz", tmp_path / "new" / "zz")
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_report_never_shows_an_earlier_runs_figure_under_a_failure(tmp_path: Path, fake: dict) -> None:
+    run_all(tmp_path, names=["zz"])
+    assert 'src="data:image/png;base64,' in (tmp_path / "report.html").read_text(encoding="utf-8")
+    fake["fail"] = ValueError("too short")
+    with pytest.raises(ExperimentsFailed):
+        run_all(tmp_path, names=["zz"])
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "too short" in page and "data:image/png" not in page and "the first summary" not in page
+    assert (tmp_path / "zz" / "fig.png").read_bytes() == b"png-1"  # still there, from the run that finished
+
+
+def test_an_interrupted_all_reports_what_finished(tmp_path: Path, fake: dict, monkeypatch) -> None:
+    def stop(out_dir, **_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(EXPERIMENTS, "zz-stop", Experiment("zz-stop", "Stopped", stop))
+    with pytest.raises(KeyboardInterrupt):
+        run_all(tmp_path, names=["zz", "zz-stop"])
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert [e["name"] for e in report["experiments"]] == ["zz"]
+    assert report["settings"]["interrupted"] == "during zz-stop; 1 experiment(s) not run"
+    assert not (tmp_path / "zz-stop").exists()
+
+
+def test_cli_interrupt_says_no_checkpoint(tmp_path: Path, fake: dict, capsys) -> None:
+    fake["fail"] = KeyboardInterrupt()
+    assert main(["experiment", "zz", "--out", str(tmp_path / "zz")]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert not (tmp_path / "zz").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["experiment", "zz", "--out", ""], "error: --out: expected a folder, got an empty string\n"),
+        (["visualize", "RUN", "--text", "t.txt", "--out", "FOLDER"], "error: out: expected the path of an HTML file"),
+    ],
+)
+def test_bad_out_is_one_line(tmp_path: Path, fake: dict, capsys, argv: list[str], message: str) -> None:
+    (tmp_path / "FOLDER").mkdir()
+    argv = [str(tmp_path / a) if a in ("RUN", "t.txt", "FOLDER") else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_a_model_trained_by_one_experiment_serves_the_next(tmp_path: Path, monkeypatch) -> None:
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    runs = tmp_path / "runs"
+    charmodel._TRAINED.clear()
+    run_experiment("temperature", runs / "temperature", quick=True, data=str(corpus))
+    charmodel._TRAINED.clear()  # as in a new process: found beside it, by its experiment_model.json
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(charmodel, "train_char_model", no_training)
+    run_experiment("lstm-gates", runs / "lstm-gates", quick=True, data=str(corpus))
+    for name in ("model.safetensors", "metrics.jsonl", charmodel.MODEL_KEY_FILE):
+        a = (runs / "temperature" / "model" / name).read_bytes()
+        assert a == (runs / "lstm-gates" / "model" / name).read_bytes(), name
+    weights = (runs / "lstm-gates" / "model" / "model.safetensors").read_bytes()
+    # another seed is another model: trained, not copied
+    with pytest.raises(AssertionError, match="trained again"):
+        run_experiment("lstm-gates", runs / "lstm-gates", quick=True, data=str(corpus), seed=1)
+    assert (runs / "lstm-gates" / "model" / "model.safetensors").read_bytes() == weights  # the failure changed nothing
