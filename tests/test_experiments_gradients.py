@@ -105,6 +105,10 @@ def test_gradient_flow_stays_under_the_linear_bound(tmp_path):
             lin = np.array([float(r["linear_power_spectral_norm"]) for r in rs])
             np.testing.assert_allclose(lin, 1.0, atol=1e-12)
     assert all(r <= 1 + 1e-9 for r in summary["max_ratio_to_bound"])
+    # a larger gain saturates the units more: the mean tanh' the summary quotes as the brake falls
+    slopes = summary["mean_tanh_derivative"]
+    assert all(0 < x < 1 for x in slopes) and slopes == sorted(slopes, reverse=True)
+    assert f"tanh' was {slopes[-1]:.3f}" in summary["summary"]
 
 
 def test_state_jacobian_matches_finite_differences():

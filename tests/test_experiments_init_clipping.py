@@ -109,3 +109,8 @@ def test_clipping_keeps_runs_finite_and_norms_under_the_threshold(tmp_path):
     H = summary["hidden_size"]
     n_params = H * H + H * 2 + 2 * H + H + 1  # W_hh, W_ih, two biases, read-out weight and bias
     assert max(with_value) <= value * math.sqrt(n_params) * (1 + 1e-9)
+    # the summary says whether each finished run beat predicting the mean, against the measured baseline
+    baseline = summary["baseline_mse"]
+    for mode in ("value", "norm"):
+        verdict = "below" if summary[mode]["final_loss"] < baseline else "not below"
+        assert f"{verdict} the {baseline:.4g} of predicting the mean" in summary["summary"]

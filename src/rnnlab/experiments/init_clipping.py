@@ -302,7 +302,7 @@ def init_compare(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str
         [[k, *(logs[s]["loss"][k] for s in INITS)] for k in range(n_done)],
     )
     baseline = logs[INITS[0]]["target_var"]  # same data for every run: the MSE of predicting the mean
-    window = max(1, steps // 50)
+    window = max(10, steps // 50)  # at least 10 batches: one batch of 16 is too noisy to mean anything
     smooth = {s: running_mean(logs[s]["loss"], window) for s in INITS}
 
     plt = pyplot()
@@ -463,7 +463,7 @@ def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | N
         spike[mode] = int(over[0]) if over.size else None
 
     plt = pyplot()
-    fig, (ax_l, ax_g) = plt.subplots(1, 2, figsize=(14, 5.2))
+    fig, (ax_l, ax_g) = plt.subplots(1, 2, figsize=(14, 6.2))
     colors = {"none": "tab:red", "value": "tab:orange", "norm": "tab:blue"}
     labels = {
         "none": "no clipping",
@@ -520,16 +520,41 @@ def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | N
             fontsize=8,
             bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
         )
+    baseline = logs["norm"]["target_var"]  # same batches in every run (this one runs them all): MSE of the mean
+    ax_l.axhline(baseline, color="gray", ls="--", lw=1, label=f"predict the mean (MSE {baseline:.3f})")
+    # The same cap on the gradient axis: the unclipped run's 1e50+ norms would flatten the others.
+    pre_clipped = [logs[m]["norm_pre"][np.isfinite(logs[m]["norm_pre"])] for m in ("value", "norm")]
+    g_top = 100.0 * max(float(np.max(v)) for v in pre_clipped if v.size)
+    g_low = min(
+        float(np.min(v[v > 0]))
+        for v in [*pre_clipped, *(logs[m]["norm_post"] for m in ("value", "norm"))]
+        if (v > 0).any()
+    )
+    ax_g.set_ylim(0.5 * g_low, g_top)
+    none_pre = logs["none"]["norm_pre"]
+    g_off = np.flatnonzero(~np.isfinite(none_pre) | (none_pre > g_top))
+    if g_off.size:
+        ax_g.text(
+            0.98,
+            0.97,
+            f"no clipping: off the scale from step {g_off[0]}, up to "
+            f"{float(np.nanmax(np.where(np.isfinite(none_pre), none_pre, np.nan))):.3g}",
+            transform=ax_g.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+        )
     ax_g.axhline(thresholds["norm"], color="tab:blue", ls="--", lw=0.8, label=f"norm threshold {thresholds['norm']:g}")
     ax_l.set_xlabel("SGD step")
     ax_l.set_ylabel("training MSE")
     ax_l.set_title("Training loss (axis capped at 100× the clipped runs' maximum)")
     ax_g.set_xlabel("SGD step")
     ax_g.set_ylabel("global gradient norm")
-    ax_g.set_title("Gradient norm before (solid) and after (dotted) clipping")
-    for ax, where in ((ax_l, "upper right"), (ax_g, "center right")):  # where the curves leave room
+    ax_g.set_title("Gradient norm before (solid) and after (dotted) clipping, capped alike")
+    for ax in (ax_l, ax_g):  # legends under the axes: no curve is ever hidden behind one
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8, loc=where)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     fig.suptitle(f"Same tanh RNN, same data, SGD lr {lr:g} momentum {momentum:g}: adding problem T = {length}, H = {H}")
     fig.tight_layout()
     fig.savefig(out_dir / "clipping.png", dpi=110)
@@ -540,7 +565,14 @@ def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | N
         f"One tanh RNN (H = {H}, PyTorch's default init) trained on the adding problem (T = {length}) three times "
         f"with the same initial weights and batches: SGD, lr {lr:g}, momentum {momentum:g}, {steps} steps."
     ]
-    figures: dict = {"hidden_size": H, "task_length": length, "lr": lr, "momentum": momentum, "steps": steps}
+    figures: dict = {
+        "hidden_size": H,
+        "task_length": length,
+        "lr": lr,
+        "momentum": momentum,
+        "steps": steps,
+        "baseline_mse": sig(baseline),
+    }
     for mode in CLIP_MODES:
         lg = logs[mode]
         loss, pre = lg["loss"], lg["norm_pre"]
@@ -555,13 +587,27 @@ def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | N
         if lg["nonfinite_step"] is not None:
             desc += f"{nonfinite_what(lg)} at step {lg['nonfinite_step']}, so the run was stopped there"
         else:
+            end = float(np.mean(loss[-tail:]))
+            verdict = "below" if end < baseline else "not below"
             desc += (
-                f"finite for all {len(loss)} steps; mean loss over the last {tail} steps {np.mean(loss[-tail:]):.4g}"
+                f"finite for all {len(loss)} steps; mean loss over the last {tail} steps {end:.4g}, {verdict} the "
+                f"{baseline:.4g} of predicting the mean"
             )
         desc += f"; largest pre-clip gradient norm {np.nanmax(np.where(np.isfinite(pre), pre, np.nan)):.3g}"
         if mode == "norm":
             clipped = float(np.mean(pre > thresholds["norm"]))
             desc += f"; {clipped:.0%} of steps were clipped, the largest norm after clipping was {np.max(lg['norm_post']):.6g}"
+        if mode == "none" and spike[mode] is not None:
+            after = slice(spike[mode] + 1, len(loss))
+            ok = np.isfinite(pre[after]) & (pre[after] > 0)
+            if ok.any():
+                shares = lg["norm_w_hh"][after][ok] / pre[after][ok]
+                desc += (
+                    f"; after the spike W_hh's share of the gradient norm has median {np.median(shares):.0%}: "
+                    "with tanh saturated, dh/dh_prev ≈ 0, so little flows back through time and the huge "
+                    "gradient sits in the input and read-out weights"
+                )
+                figures["w_hh_share_after_spike_median"] = sig(np.median(shares))
         lines.append(desc + ".")
         figures[mode] = {
             "threshold": None if mode == "none" else thresholds[mode],

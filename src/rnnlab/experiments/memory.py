@@ -525,7 +525,7 @@ def _first_step_below(steps: list[int], mse: list[float], threshold: float) -> i
     return next((s for s, m in zip(steps, mse, strict=True) if m < threshold), None)
 
 
-@experiment("adding-problem", "The adding problem at T = 50 and 200: RNN, IRNN, LSTM, GRU against the 0.167 baseline")
+@experiment("adding-problem", "The adding problem at two lengths: RNN, IRNN, LSTM, GRU against the 0.167 baseline")
 def adding_problem(
     out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | None = None, config: AddingConfig | None = None
 ) -> dict:
