@@ -230,3 +230,38 @@ def test_a_crash_between_the_metrics_and_the_checkpoint_loses_no_record(
     train_lm(model, config, run, data, progress=False, resume=True)  # from the checkpoint at step 5
     assert_same_weights(tmp_path / "straight", run)
     assert [r["step"] for r in metrics(run)] == [5, 10, 15]
+
+
+def test_ctrl_c_before_the_first_checkpoint_leaves_nothing_and_says_so(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_train_lm = lm_module.train_lm
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    argv = ["train", "--engine", "numpy", "--data", corpus, "--max-steps", "4", "--hidden-size", "8", "--quiet"]
+    monkeypatch.setattr(lm_module, "train_lm", interrupted)
+    rc, _, err = run_cli([*argv, "--out", tmp_path / "a" / "fresh"])
+    assert (rc, err) == (130, "interrupted before the first checkpoint; nothing was saved\n")
+    assert not (tmp_path / "a").exists()  # not even the data/ folder it built
+
+    monkeypatch.setattr(lm_module, "train_lm", real_train_lm)
+    assert run_cli([*argv, "--out", tmp_path / "run"])[0] == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    monkeypatch.setattr(lm_module, "train_lm", interrupted)
+    rc, _, err = run_cli([*argv, "--out", tmp_path / "run", "--overwrite"])
+    assert (rc, err) == (
+        130,
+        f"interrupted before the first checkpoint; the earlier run in {tmp_path / 'run'} is kept\n",
+    )
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+
+    def after_a_checkpoint(model_config, train_config, out_dir, *args, **kwargs):
+        real_train_lm(model_config, train_config.replace(max_steps=2), out_dir, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lm_module, "train_lm", after_a_checkpoint)
+    rc, _, err = run_cli([*argv, "--out", tmp_path / "later"])
+    assert (rc, err) == (130, "interrupted; the last checkpoint is kept\n")
+    assert json.loads((tmp_path / "later" / "train_state.json").read_text(encoding="utf-8"))["step"] == 2

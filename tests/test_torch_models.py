@@ -136,6 +136,16 @@ def test_bridge_refuses_what_torch_would_misread() -> None:
         bridge.forward(np.array([[-1, 2]]))
 
 
+def test_sample_lm_asks_for_the_bridge_around_a_torch_model() -> None:
+    config = SampleConfig(length=5, seed=0)
+    with pytest.raises(
+        TypeError,
+        match=r"^model: expected a NumPy LanguageModel or a torch one wrapped in rnnlab.torch.NumpyBridge, got LanguageModel$",
+    ):
+        sample_lm(LanguageModel(_config("gru")), VOCAB, config)
+    assert len(sample_lm(NumpyBridge(LanguageModel(_config("gru"))), VOCAB, config)[0]) == 5
+
+
 def test_state_dict_round_trip_is_exact() -> None:
     t_model = _train_torch("lstm", torch.float32)
     back = to_torch_state_dict(to_numpy_state_dict(t_model.state_dict()))

@@ -12,8 +12,8 @@ scheduler or `timeout` sends) ends with status 130 and keeps the last checkpoint
 
 Adding a task (classify, tag, forecast, seq2seq): write a `rnnlab.training.trainer.Task`, then
 register it here with `register_task(name, help=..., add_arguments=..., build=...)`:
-`add_arguments(parser)` adds the task's own options (the common ones — data, budget, optimiser,
-schedule, checkpoints, device — are added for every task by `add_common_arguments`), and
+`add_arguments(parser)` adds the task's own options and calls `add_common_arguments(parser)` for
+the ones every task shares (data, budget, optimiser, schedule, checkpoints, device), and
 `build(args, options)` returns `(task, train_config)`, where `options` is the dict of resolved
 option values (flags > TOML > the defaults passed to `register_task`). The generic `run_task`
 then trains, resumes, writes the run folder and prints the last metrics record as JSON.
@@ -212,7 +212,9 @@ def _default_text(defaults: dict[str, Any] | None, key: str, fallback: str = "th
     )
 
 
-def add_common_arguments(p: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
+def add_common_arguments(
+    p: argparse.ArgumentParser, defaults: dict[str, Any] | None = None, *, data_help: str | None = None
+) -> None:
     """Data, budget, optimiser, schedule, evaluation, checkpoints, device: the options of every task.
 
     Every argparse default is None here and resolved later (flag > TOML > task defaults), so that
@@ -222,9 +224,10 @@ def add_common_arguments(p: argparse.ArgumentParser, defaults: dict[str, Any] | 
         p: the task's parser.
         defaults: the task's defaults, to quote in the help text (a string value starting with
             '@' is quoted as is, for defaults that depend on other options); None: "the task's recipe".
+        data_help: the help text of --data (what the task reads, and whether it is required).
     """
     d = lambda key, fallback="the task's recipe": _default_text(defaults, key, fallback)  # noqa: E731
-    p.add_argument("--data", help="the data file (default: the task's embedded or required data)")
+    p.add_argument("--data", help=data_help or "the data file (required)")
     p.add_argument("--out", help="run folder for checkpoints, metrics.jsonl and loss.png (default: runs/<data name>)")
     p.add_argument(
         "--config", metavar="FILE.toml", help="read options from a TOML file (flags override it) (default: none)"
@@ -391,14 +394,18 @@ def _holds_run(out: Path) -> bool:
     return (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM before a new run's first checkpoint; args[0] says what is left."""
+
+
 @contextlib.contextmanager
 def _run_folder(out: Path) -> Iterator[None]:
-    """Create the run folder `out` for a new run; if the run fails before its first checkpoint, the
-    folders it created go with it.
+    """Create the run folder `out` for a new run; if the run fails or is interrupted before its
+    first checkpoint, the folders it created go with it.
 
     Created first, so that a path that cannot be a folder is a clear error before any work. Data
-    may be written into it while a run is built (the LM's token file and split). Not on Ctrl-C: an
-    interrupted run keeps what it wrote. Under torchrun only rank 0 removes it.
+    may be written into it while a run is built (the LM's token file and split). Under torchrun
+    only rank 0 removes it. An interrupt before the first checkpoint comes out as `RunInterrupted`.
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: expected a folder for the run, got the file {out}")
@@ -410,14 +417,17 @@ def _run_folder(out: Path) -> Iterator[None]:
         except OSError as e:
             raise ValueError(f"out: cannot create the run folder {out}: {e.strerror or e}") from None
         yield
-    except Exception:
-        if created and not _holds_run(out) and os.environ.get("RANK", "0") == "0":
+    except BaseException as e:
+        saved = _holds_run(out)
+        if created and not saved and os.environ.get("RANK", "0") == "0":
             shutil.rmtree(out, ignore_errors=True)
             for parent in parents:
                 try:
                     parent.rmdir()  # only if empty
                 except OSError:
                     break
+        if isinstance(e, KeyboardInterrupt) and not saved and not isinstance(e, RunInterrupted):
+            raise RunInterrupted("interrupted before the first checkpoint; nothing was saved") from None
         raise
 
 
@@ -499,7 +509,9 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
             for path in moved:
                 os.replace(path, out / path.name)
             aside.rmdir()
-            if isinstance(e, (ValueError, RuntimeError)) and e.args and isinstance(e.args[0], str):
+            if isinstance(e, RunInterrupted):
+                e.args = (f"interrupted before the first checkpoint; the earlier run in {out} is kept",)
+            elif isinstance(e, (ValueError, RuntimeError)) and e.args and isinstance(e.args[0], str):
                 e.args = (f"{e.args[0]}; the earlier run in {out} is kept", *e.args[1:])
         else:
             shutil.rmtree(aside, ignore_errors=True)
@@ -721,7 +733,12 @@ def _add_lm_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="share the embedding with the read-out; the embedding size then defaults to --hidden-size (an explicit --embedding-dim must equal it)",
     )
-    add_common_arguments(p, defaults)
+    add_common_arguments(
+        p,
+        defaults,
+        data_help="a UTF-8 text file, a URL or a named data set such as tinyshakespeare, downloaded once into a "
+        "cache (default: the US Census first names shipped with the `names` package, one per line)",
+    )
 
 
 def _lm_defaults(options: dict[str, Any]) -> dict[str, Any]:
@@ -1270,6 +1287,15 @@ def main(argv: list[str] | None = None) -> int:
         # a scheduler's or timeout's SIGTERM ends a run as Ctrl-C does: the last checkpoint is kept,
         # and what --overwrite set aside is put back when the new run saved none
         signal.signal(signal.SIGTERM, on_sigterm)
+    if (
+        args.command == "train"
+        and os.environ.get("RANK", "0") == "0"
+        and importlib.util.find_spec("matplotlib") is None
+    ):
+        print(
+            "note: matplotlib is not installed, so the run gets no loss.png (pip install 'rnnlab[plots]')",
+            file=sys.stderr,
+        )
     try:
         return args.func(args)
     except ModuleNotFoundError as e:
@@ -1283,10 +1309,13 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:  # TrainingError and friends
         error(e)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if os.environ.get("RANK", "0") == "0":
-            kept = "; the last checkpoint is kept" if args.command == "train" else ""
-            print(f"interrupted{kept}", file=sys.stderr)
+            if isinstance(e, RunInterrupted) and e.args:
+                print(e.args[0], file=sys.stderr)
+            else:
+                kept = "; the last checkpoint is kept" if args.command == "train" else ""
+                print(f"interrupted{kept}", file=sys.stderr)
         if terminated:
             # Everything the run wrote is settled by now (the interrupt went through every cleanup on
             # its way here). Exit at once with the status promised: after a SIGTERM turned interrupt,

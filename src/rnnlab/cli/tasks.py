@@ -171,7 +171,9 @@ def _add_classify_arguments(p: argparse.ArgumentParser) -> None:
         choices=["last", "max", "mean"],
         help=f"the text's vector: final state(s), or max / mean of the outputs over its tokens (default: {d['pooling']})",
     )
-    add_common_arguments(p, {**COMMON_DEFAULTS, **d})  # the help quotes the defaults this task uses
+    add_common_arguments(
+        p, {**COMMON_DEFAULTS, **d}, data_help="a CSV/TSV file of label<TAB>text lines, or a URL (required)"
+    )  # the help quotes its defaults
 
 
 def _build_classify(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
@@ -279,7 +281,9 @@ def _add_tag_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--char-dim", type=int, help=f"character embedding size (default: {d['char_dim']})")
     g.add_argument("--char-hidden", type=int, help=f"character BiGRU units per direction (default: {d['char_hidden']})")
     g.add_argument("--max-word-len", type=int, help=f"characters read per word (default: {d['max_word_len']})")
-    add_common_arguments(p, {**COMMON_DEFAULTS, **d})  # the help quotes the defaults this task uses
+    add_common_arguments(
+        p, {**COMMON_DEFAULTS, **d}, data_help="a CoNLL-U file, or a URL (required)"
+    )  # the help quotes its defaults
 
 
 def _build_tag(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
@@ -376,7 +380,9 @@ def _add_forecast_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="predict the change from the last value (start at the naive forecast) (default: yes)",
     )
-    add_common_arguments(p, {**COMMON_DEFAULTS, **d})  # the help quotes the defaults this task uses
+    add_common_arguments(
+        p, {**COMMON_DEFAULTS, **d}, data_help="a CSV file with a header row, or a URL (required)"
+    )  # the help quotes its defaults
 
 
 def _build_forecast(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
@@ -485,7 +491,11 @@ def _add_seq2seq_arguments(p: argparse.ArgumentParser) -> None:
         choices=["general", "dot"],
         help=f"Luong attention score: general (h_t W h_s) or dot (h_t h_s) (default: {d['attention']})",
     )
-    add_common_arguments(p, {**COMMON_DEFAULTS, **d})  # the help quotes the defaults this task uses
+    add_common_arguments(
+        p,
+        {**COMMON_DEFAULTS, **d},
+        data_help="a built-in synthetic task (reverse, sort) or a TSV file of source<TAB>target lines (required)",
+    )  # the help quotes its defaults
 
 
 def _build_seq2seq(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:

@@ -198,7 +198,12 @@ def sample_lm(
     Example:
         >>> sample_lm(lm, vocab, SampleConfig(length=100, prime="ROMEO:"))   # doctest: +SKIP
     """
-    if model is None or not callable(getattr(model, "forward", None)) or not callable(getattr(model, "eval", None)):
+    if (
+        model is None
+        or not callable(getattr(model, "forward", None))
+        or not callable(getattr(model, "eval", None))
+        or hasattr(model, "register_buffer")  # a torch nn.Module: it takes tensors, not these arrays
+    ):
         raise TypeError(
             f"model: expected a NumPy LanguageModel or a torch one wrapped in rnnlab.torch.NumpyBridge, got {type(model).__name__}"
         )

@@ -72,7 +72,8 @@ def check_recurrent_gradients(
             forward passes per scalar parameter).
 
     Returns:
-        `GradcheckResult` with an entry per parameter name, plus 'input' and 'h_0' (and 'c_0').
+        `GradcheckResult` with an entry per parameter name, plus 'input', and 'h_0' (and 'c_0')
+        unless `truncated`: there the initial state is the carried constant, which gets no gradient.
 
     Example:
         >>> check_recurrent_gradients("gru", num_layers=2).worst < 1e-6
