@@ -375,3 +375,27 @@ def test_sst2():
     ids, lengths = pad_batch([seqs[i] for i in idx], vocab.pad_id)
     assert ids.shape == (32, lengths.max()) and (ids[length_mask(lengths)] != vocab.pad_id).all()
     assert set(y[idx].tolist()) <= {0, 1}
+
+
+def test_a_sentence_label_header_swaps_the_columns(tmp_path):
+    path = tmp_path / "glue.tsv"
+    path.write_text("sentence\tlabel\ngood fun\t1\nawful\t0\n", encoding="utf-8")
+    assert load_classification(path) == (["good fun", "awful"], ["1", "0"])
+
+
+def test_an_unknown_header_is_found_by_its_lone_label(tmp_path):
+    rows = [("pos" if k % 2 else "neg", f"text number {k}") for k in range(12)]
+    path = tmp_path / "intents.tsv"
+    path.write_text("intent\tutterance\n" + "".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
+    texts, labels = load_classification(path)
+    assert len(texts) == 12 and set(labels) == {"pos", "neg"}
+
+
+def test_a_byte_order_mark_inside_the_file_is_not_part_of_a_label(tmp_path):
+    part = "\ufeffneg\tbad\r\npos\tgood\r\n"
+    path = tmp_path / "joined.tsv"
+    path.write_bytes((part + part).encode("utf-8"))
+    assert load_classification(path)[1] == ["neg", "pos", "neg", "pos"]
+    csv_path = tmp_path / "joined.csv"
+    csv_path.write_bytes((part + part).replace("\t", ",").encode("utf-8"))
+    assert load_classification(csv_path)[1] == ["neg", "pos", "neg", "pos"]

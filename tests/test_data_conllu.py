@@ -118,7 +118,8 @@ def test_syntax_errors_name_file_and_line(tmp_path, bad, match):
 def test_missing_xpos_explains(tmp_path):
     p = write(tmp_path, row(1, "a", "X") + "\n")
     with pytest.raises(
-        DataError, match=r"line 1: no XPOS tag \(column 5 is '_'\); this treebank has no XPOS tags, use column='upos'"
+        DataError,
+        match=r"line 1: no XPOS tag \(column 5 is '_'\); this treebank has no XPOS tags: tag UPOS \(--column upos\)",
     ):
         read_conllu(p, column="xpos")
 
@@ -219,3 +220,15 @@ def test_ud_english_ewt():
     assert 0 < unk_rate < 0.15
     chars, _char_lengths = pad_char_batch([w for w, _ in dev[:8]], char_vocab)
     assert chars.shape[:2] == (8, max(len(w) for w, _ in dev[:8]))
+
+
+def test_a_superscript_digit_is_not_a_word_id(tmp_path):
+    p = write(tmp_path, row(1, "a", "X") + "\n" + row("\u00b2", "b", "X") + "\n")
+    with pytest.raises(DataError, match=re.escape(f"data: {p} line 2: expected word ID 2, got '\u00b2'")):
+        read_conllu(p)
+
+
+def test_feats_and_misc_take_underscore_as_their_empty_value(tmp_path):
+    p = write(tmp_path, row(1, "a", "X") + "\n")
+    assert read_conllu(p, column="feats") == [(["a"], ["_"])]
+    assert read_conllu(p, column="misc") == [(["a"], ["_"])]

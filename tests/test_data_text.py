@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,9 @@ def test_read_text_directory(tmp_path):
         (b"\xef\xbb\xbf", "file is empty"),
         (b"  \n\t\r\n ", "only whitespace"),
         (b"abc\x00def", r"binary file \(NUL byte at byte offset 3\)"),
-        ("héllo".encode("utf-16"), "binary file"),
+        ("héllo".encode("utf-16"), r"is UTF-16 text; convert it to UTF-8, e.g. iconv -f utf-16"),
+        ("héllo".encode("utf-16-be"), "binary file"),  # no BOM: only its NULs tell
+        (b"\x1f\x8b\x08\x00rest", r"is gzip-compressed; decompress it first, e.g. gunzip -k"),
         (b"abc\xe9def", r"not valid UTF-8 \(byte 0xe9 at byte offset 3\); convert it to UTF-8"),
         (b"\xef\xbb\xbfab\xff", r"byte 0xff at byte offset 5"),  # offsets count the BOM
         (b"ok\xe2\x82", r"byte 0xe2 at byte offset 2"),  # truncated multi-byte sequence
@@ -77,6 +80,30 @@ def test_read_text_errors(tmp_path, content, match):
         read_text(p)
     msg = str(info.value)
     assert "\n" not in msg and str(p) in msg
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("héllo".encode("utf-16"), "is UTF-16 text"),
+        (b"\x1f\x8b\x08\x00rest", "is gzip-compressed"),
+        (b"\x00" * 10, r"binary file \(NUL byte at byte offset 0\)"),
+    ],
+)
+def test_the_streaming_reader_names_the_same_formats(tmp_path, content, match):
+    from rnnlab.data.corpus import TextStream
+
+    p = tmp_path / "bad.txt"
+    p.write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        list(TextStream(p))
+
+
+def test_a_device_that_never_ends_is_judged_by_its_start():
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    with pytest.raises(DataError, match=r"/dev/zero looks like a binary file \(NUL byte at byte offset 0\)"):
+        read_text("/dev/zero")
 
 
 def test_data_error_is_value_error():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def test_load_by_name_or_index(tmp_path, column, expected):
 
 
 def test_no_header_and_tsv(tmp_path):
-    assert load_series(write(tmp_path, "1\n2\n\n3\n", name="s.txt")).tolist() == [1, 2, 3]
+    assert load_series(write(tmp_path, "1\n2\n3\n\n", name="s.txt")).tolist() == [1, 2, 3]
     p = write(tmp_path, "t\tv\n0\t10\n1\t20\n", name="s.tsv")
     assert load_series(p, column="v").tolist() == [10, 20]
     assert load_series(p, column=1).tolist() == [10, 20]  # the header is detected: 'v' is not a number
@@ -230,3 +231,34 @@ def test_end_to_end_forecasting_data(tmp_path):
     X, Y = make_windows(norm(val), input_len=12, horizon=3)
     assert X.shape == (28, 12) and Y.shape == (28, 3)
     assert np.allclose(norm.inverse(Y[0]), series[140:143])
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_line_inside_a_series_is_a_missing_value(tmp_path, blank):
+    path = tmp_path / "gaps.txt"
+    path.write_text("value\n1\n2\n" + blank + "\n3\n4\n\n", encoding="utf-8")  # blank line 4; trailing blank fine
+    with pytest.raises(
+        DataError, match=r"^data: .*gaps.txt line 4, column 'value': expected a finite number, got an empty line"
+    ):
+        load_series(path)
+    path.write_text("value\n1\n2\n3\n4\n\n\n", encoding="utf-8")
+    assert load_series(path).tolist() == [1.0, 2.0, 3.0, 4.0]
+    quoted = tmp_path / "quoted.csv"  # a quoted cell over two lines is not a gap
+    quoted.write_text('value,note\n1,"two\nlines"\n2,x\n3,y\n', encoding="utf-8")
+    assert load_series(quoted, "value").tolist() == [1.0, 2.0, 3.0]
+
+
+def test_a_first_nan_is_a_bad_value_not_a_header(tmp_path):
+    path = tmp_path / "first.txt"
+    path.write_text("nan\n1\n2\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 1, column 0: expected a finite number, got 'nan'"):
+        load_series(path)
+
+
+def test_a_series_too_large_to_normalise_is_one_line():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(
+            DataError, match=r"^data: the training series is too large to normalise \(values up to 4e\+200"
+        ):
+            Normalizer.fit(np.array([0.0, 4e200, 2e200]))

@@ -132,6 +132,15 @@ def test_a_download_that_is_not_utf8_text_is_not_cached(server, tmp_path, data, 
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
+def test_an_empty_download_is_not_cached(server, tmp_path):
+    url = serve(server, "later.txt", b"")
+    with pytest.raises(DataError, match=rf"^data: {url} sent an empty file; nothing was cached$"):
+        fetch(url)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    serve(server, "later.txt", b"now it has text")  # filled later: the next run downloads it
+    assert fetch(url).read_bytes() == b"now it has text"
+
+
 def test_corrupted_cached_copy_is_downloaded_again(server):
     data = b"the real data"
     url = serve(server, "a.txt", data)

@@ -265,3 +265,17 @@ def test_ctrl_c_before_the_first_checkpoint_leaves_nothing_and_says_so(
     rc, _, err = run_cli([*argv, "--out", tmp_path / "later"])
     assert (rc, err) == (130, "interrupted; the last checkpoint is kept\n")
     assert json.loads((tmp_path / "later" / "train_state.json").read_text(encoding="utf-8"))["step"] == 2
+
+
+def test_a_relative_data_path_is_recorded_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "text.txt").write_text(TEXT, encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "work")
+    argv = ["train", "--engine", "numpy", "--data", "text.txt", "--max-steps", "2", "--hidden-size", "8", "--quiet"]
+    assert run_cli([*argv, "--out", tmp_path / "run"])[0] == 0
+    config = json.loads((tmp_path / "run" / "train_config.json").read_text(encoding="utf-8"))
+    assert config["data"] == str(tmp_path / "work" / "text.txt")
+    monkeypatch.chdir(tmp_path)  # elsewhere: eval and --resume still find the data
+    rc, _, err = run_cli(["eval", tmp_path / "run"])
+    assert rc == 0, err
+    assert run_cli(["train", "--resume", tmp_path / "run", "--max-steps", "3"])[0] == 0

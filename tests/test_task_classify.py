@@ -351,3 +351,13 @@ def test_a_changed_data_file_is_refused_by_eval_and_resume(tmp_path, capsys):
     assert snapshot(out) == before
     rc, stdout, _ = cli(capsys, "eval", out, "--data", data)  # scoring the file itself, as a file, is fine
     assert rc == 0 and '"split": "file"' in stdout
+
+
+def test_a_text_column_read_as_labels_is_one_line(tmp_path, capsys):
+    path = tmp_path / "swapped.tsv"
+    path.write_text("".join(f"review number {k} was fine\tpos\n" for k in range(30)), encoding="utf-8")
+    rc = main(["train", "classify", "--data", str(path), "--out", str(tmp_path / "run"), "--max-steps", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "has 30 distinct labels in 30 examples (label column 0, e.g. 'review number 0 was fine')" in err
+    assert "--label-column and --text-column" in err and not (tmp_path / "run").exists()

@@ -340,6 +340,9 @@ def _check_toml_value(action: argparse.Action, key: str, value: Any, path: str) 
         raise ValueError(f"config: {key} in {path}: expected {expected}, got {value!r}")
 
 
+DATA_OPTIONS = ("data", "val", "test")  # local files among them are recorded as absolute paths
+
+
 def resolve_options(
     args: argparse.Namespace, parser: argparse.ArgumentParser, defaults: dict[str, Any]
 ) -> dict[str, Any]:
@@ -368,6 +371,9 @@ def resolve_options(
         value = getattr(args, dest, None)
         if value is None:
             value = toml.get(dest, defaults.get(dest))
+        if dest in DATA_OPTIONS and isinstance(value, str) and value.strip() and os.path.exists(value):
+            # the run folder records it: absolute, so eval, sample and --resume work from any folder
+            value = os.path.abspath(value)
         out[dest] = value
     out["_given"] = {d for d in dests if getattr(args, d, None) is not None} | set(toml)
     return out

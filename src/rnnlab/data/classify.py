@@ -29,6 +29,7 @@ import csv
 import io
 import os
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,11 @@ def read_rows(
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\n\r"':
         raise ValueError(f"delimiter: expected one character such as '\\t' or ',', got {delimiter!r}")
     rows: list[tuple[int, list[str]]] = []
+    # A byte-order mark inside the text (files joined with `cat`, each with its own) would become part
+    # of a label or a value; read_text has already dropped the one at the start.
     if delimiter == "\t":
         for lineno, line in enumerate(text.split("\n"), start=1):
+            line = line.lstrip("\ufeff")
             if line.strip():
                 rows.append((lineno, line.split("\t")))
         return delimiter, rows
@@ -124,6 +128,8 @@ def read_rows(
             break
         except csv.Error as e:
             raise DataError(f"data: {path} line {reader.line_num}: {e}") from None
+        if fields:
+            fields[0] = fields[0].lstrip("\ufeff")
         if any(f.strip() for f in fields):
             rows.append((start, fields))
         start = reader.line_num + 1
@@ -192,7 +198,9 @@ def load_classification(
         delimiter: "\\t", ",", or None: by extension (.tsv/.csv), else sniffed from the first line.
         header: whether the first row is a header; None: detected (the first row is a header when
             its label cell reads like a column name, e.g. "label", or its text cell does, e.g.
-            "sentence", or its label is not an integer while every other label is).
+            "sentence", or its label is not an integer while every other label is, or occurs
+            nowhere else while every other label recurs). A two-column header that names the text
+            first and the label second (`sentence<TAB>label`) swaps the default columns.
         label_vocab: the training labels; when given, a label not in it is an error naming the
             label and its line (use this when loading evaluation data).
 
@@ -223,11 +231,18 @@ def load_classification(
         else:
             li, ti = label_column % ncols, text_column % ncols
             first = rows[0][1]
+            if (label_column, text_column) == (0, 1) and ncols == 2:
+                a, b = first[0].strip().lower(), first[1].strip().lower()
+                if a in _TEXT_HEADERS and b in _LABEL_HEADERS:  # `sentence<TAB>label`, as GLUE has it
+                    label_column, text_column, li, ti = 1, 0, 1, 0
             rest = [fields[li].strip() for _, fields in rows[1:]]
+            counts = Counter(rest)
             header = (
                 first[li].strip().lower() in _LABEL_HEADERS
                 or first[ti].strip().lower() in _TEXT_HEADERS
                 or (bool(rest) and not _is_int(first[li].strip()) and all(_is_int(r) for r in rest))
+                # a first "label" seen nowhere else while every other label recurs: a column name
+                or (len(rest) >= 10 and first[li].strip() not in counts and min(counts.values()) >= 2)
             )
     header_fields = rows[0][1] if header else None
     li = _resolve_column(path, label_column, header_fields, ncols, "label_column")

@@ -42,6 +42,11 @@ IGNORE_INDEX = -100
 """Pad tag targets with this (PyTorch's `cross_entropy` default `ignore_index`)."""
 
 
+def _is_number(s: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() then refuses."""
+    return s.isascii() and s.isdigit()
+
+
 def read_conllu(
     path: str | os.PathLike[str],
     column: str = "upos",
@@ -101,7 +106,7 @@ def read_conllu(
         if "-" in wid:
             # a multiword token, e.g. "3-4  don't": its words follow on their own lines
             lo, _, hi = wid.partition("-")
-            if not (lo.isdigit() and hi.isdigit() and int(lo) == len(words) + 1 and int(hi) > int(lo)):
+            if not (_is_number(lo) and _is_number(hi) and int(lo) == len(words) + 1 and int(hi) > int(lo)):
                 raise DataError(
                     f"{where(lineno)}: expected a multiword range starting at word {len(words) + 1} "
                     f"(like {len(words) + 1}-{len(words) + 2}), got ID {wid!r}"
@@ -110,18 +115,18 @@ def read_conllu(
         if "." in wid:
             # an empty node (enhanced dependencies), e.g. "8.1": not a word of the sentence
             major, _, minor = wid.partition(".")
-            if not (major.isdigit() and minor.isdigit() and int(major) == len(words)):
+            if not (_is_number(major) and _is_number(minor) and int(major) == len(words)):
                 raise DataError(
                     f"{where(lineno)}: expected an empty node ID like {len(words)}.1 (after word {len(words)}), got {wid!r}"
                 )
             continue
-        if not wid.isdigit() or int(wid) != len(words) + 1:
+        if not _is_number(wid) or int(wid) != len(words) + 1:
             raise DataError(f"{where(lineno)}: expected word ID {len(words) + 1}, got {wid!r}")
         form, tag = fields[1], fields[col].strip()
         if not form:
             raise DataError(f"{where(lineno)}: empty FORM (column 2)")
-        if not tag or tag == "_":
-            hint = "; this treebank has no XPOS tags, use column='upos'" if column == "xpos" else ""
+        if not tag or (tag == "_" and column not in ("feats", "misc")):  # there "_" is the empty value
+            hint = "; this treebank has no XPOS tags: tag UPOS (--column upos)" if column == "xpos" else ""
             raise DataError(f"{where(lineno)}: no {column.upper()} tag (column {col + 1} is {tag or 'empty'!r}){hint}")
         if tag_vocab is not None and tag not in tag_vocab:
             raise DataError(tag_vocab._unknown_message(tag, f"{path} line {lineno}", kind="tag"))

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .text import CharVocab, DataError
+from .text import CharVocab, DataError, _refuse_non_text
 from .words import EOS, WordVocab, tokenize, vocab_from_json
 
 DEFAULT_CHUNK = 1 << 20
@@ -123,6 +123,7 @@ class TextStream:
         try:
             head = f.read(3)
             h.update(head)
+            _refuse_non_text(path, head)
             if head == _BOM:
                 fed = 3  # dropped, as read_text does; offsets still count it
                 head = b""

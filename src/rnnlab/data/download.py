@@ -200,6 +200,8 @@ def fetch(
         if expected is not None and expected.isdigit() and int(expected) != received:
             raise _no_network(url, f"the download was cut off after {received} of {expected} bytes")
         _check_text(url, utf8, b"", received, final=True)
+        if received == 0:  # cached, it would be refused as an empty file on every later run
+            raise DataError(f"data: {url} sent an empty file; nothing was cached")
         got = h.hexdigest()
         if sha256 is not None and got != sha256:
             raise DataError(

@@ -38,6 +38,19 @@ class DataError(ValueError):
 _BOM = b"\xef\xbb\xbf"
 
 
+def _refuse_non_text(path: str | os.PathLike[str], head: bytes) -> None:
+    """Name the formats people feed by mistake, so the fix offered is the right one."""
+    if head.startswith(b"\x1f\x8b"):
+        raise DataError(f"data: {path} is gzip-compressed; decompress it first, e.g. gunzip -k {path}")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(
+            f"data: {path} is UTF-16 text; convert it to UTF-8, e.g. iconv -f utf-16 -t utf-8 {path} > out.txt"
+        )
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"data: {path} looks like a binary file (NUL byte at byte offset {nul}); expected UTF-8 text")
+
+
 def read_text(path: str | os.PathLike[str]) -> str:
     """Read a UTF-8 text file, with a clear one-line `DataError` for every way it can be unusable.
 
@@ -65,7 +78,10 @@ def read_text(path: str | os.PathLike[str]) -> str:
     if p.is_dir():
         raise DataError(f"data: expected a text file, got a directory: {path}")
     try:
-        raw = p.read_bytes()
+        with p.open("rb") as f:
+            head = f.read(1 << 16)  # a device such as /dev/zero never ends: judge it by its start
+            _refuse_non_text(path, head)
+            raw = head + f.read()
     except OSError as e:
         raise DataError(f"data: cannot read {path}: {e.strerror or e}") from e
 

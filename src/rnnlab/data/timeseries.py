@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from typing import Any
@@ -34,6 +35,14 @@ def _parse_number(s: str) -> float | None:
     except ValueError:
         return None
     return x if math.isfinite(x) else None
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
 
 
 def load_series(
@@ -86,11 +95,20 @@ def load_series(
         if not -ncols <= column < ncols:
             raise DataError(f"data: column={column} is out of range: {path} line {first_line} has {ncols} columns")
         idx = column % ncols
-        if header is None:
-            header = _parse_number(first[idx].strip()) is None
+        if header is None:  # "nan" or "inf" is a (bad) value, not a column name
+            header = not _is_float(first[idx].strip())
     names = [f.strip() for f in first] if header else None
     label = repr(names[idx]) if names and names[idx] else str(idx)
 
+    # read_rows skips blank lines, but in a series a blank line between two rows is a missing
+    # value: dropping it would shift every later value by one time step
+    for (line_a, fields_a), (line_b, _) in itertools.pairwise(rows):
+        next_line = line_a + 1 + sum(f.count("\n") for f in fields_a)  # a quoted cell may span lines
+        if line_b > next_line:
+            raise DataError(
+                f"data: {path} line {next_line}, column {label}: expected a finite number, got an empty line "
+                "(a missing value; fill or remove it)"
+            )
     body = rows[1:] if header else rows
     values = np.empty(len(body), dtype=np.float64)
     ncols = len(first)
@@ -193,8 +211,15 @@ class Normalizer:
             raise ValueError(f"train: expected a non-empty array of shape (N,) or (N, F), got {train.shape}")
         if not np.isfinite(train).all():
             raise DataError("data: the training series contains NaN or infinite values")
-        mean = train.mean(axis=0)
-        std = train.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = train.mean(axis=0)
+            std = train.std(axis=0)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            big = float(np.max(np.abs(train)))
+            raise DataError(
+                f"data: the training series is too large to normalise (values up to {big:.3g}: its mean or standard "
+                "deviation overflows float64); rescale it"
+            )
         std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
         return cls(mean, std)
 

@@ -375,6 +375,12 @@ class ClassifyTask(ExampleTask):
         if labels is None:
             # every class of the training file (before a held-out split) is a class of the task
             labels = LabelVocab.from_labels(labs)
+            if len(labels) > 20 and len(labels) > len(labs) / 2:  # a text column read as labels, most likely
+                raise DataError(
+                    f"data: {path} has {len(labels):,} distinct labels in {len(labs):,} examples (label column "
+                    f"{options.label_column!r}, e.g. {labs[0][:40]!r}): is it the label column? Choose the columns "
+                    "with --label-column and --text-column"
+                )
         if options.val is None:
             tr, va = held_out_split(len(texts), config.val_fraction, config.seed, path)
             train_texts, val_texts = [texts[i] for i in tr], [texts[i] for i in va]
