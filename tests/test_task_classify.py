@@ -159,9 +159,15 @@ def test_eval_and_sample(run, data, capsys):
     label, prob = out.split()
     assert label == "1" and 0.5 < float(prob) <= 1.0
     texts = tmp = run.parent / "texts.txt"
-    tmp.write_text("very awful\n\nlovely plot\n", encoding="utf-8")
+    tmp.write_text("very awful\nlovely plot\n\n", encoding="utf-8")
     rc, out, _ = cli(capsys, "sample", run, "--input-file", texts)
     assert rc == 0 and [line.split()[0] for line in out.splitlines()] == ["0", "1"]
+    tmp.write_text("very awful\n\nlovely plot\n", encoding="utf-8")  # output line 2 would answer input line 3
+    rc, out, err = cli(capsys, "sample", run, "--input-file", texts)
+    assert (rc, out) == (2, "") and err == (
+        f"error: data: {texts} line 2 is blank; expected one text per line, so that output line N answers input "
+        "line N (remove the blank lines)\n"
+    )
 
 
 def test_val_file_and_char_level(tmp_path, data, capsys):

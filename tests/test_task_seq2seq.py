@@ -118,7 +118,7 @@ def test_sample_decodes_with_greedy_and_beam_search(run, tmp_path, capsys):
     rows = [line.split("\t") for line in out.splitlines()]
     assert rc == 0 and [r[0] for r in rows] == ["1", "2", "3"] and rows[0][2] == "1174"
     sources = tmp_path / "sources.txt"
-    sources.write_text("12\n\n987\n", encoding="utf-8")
+    sources.write_text("12\n987\n\n", encoding="utf-8")
     rc, out, _ = cli(capsys, "sample", run, "--input-file", sources, "--beam-size", "2")
     assert rc == 0 and out.split() == ["21", "789"]
     rc, _, err = cli(capsys, "sample", run, "--input", "3x1")

@@ -154,6 +154,13 @@ def test_word_level_language_model(tmp_path: Path, text_file: Path) -> None:
     assert stdout.startswith(" The cat")
     rc, stdout, err = run_cli(["eval", out])
     assert rc == 0 and json.loads(stdout)["unit"] == "word"
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("zebra quokka the cat\n" * 3, encoding="utf-8")
+    rc, stdout, err = run_cli(["eval", out, "--data", foreign])
+    tokens = json.loads(stdout)["tokens"] + 1
+    assert rc == 0 and err == (
+        f"warning: 6 of the {tokens} word tokens of {foreign} are not in the run's vocabulary and are scored as <unk>\n"
+    )
 
     # unknown prime words: named as words; skipped, or mapped to <unk>, with a warning
     line = _one_line_error(*run_cli(["sample", out, "--prime", "The zebra cat", "--length", "3"])[::2])

@@ -1117,6 +1117,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnlab-eval-")))
                 tokens = encode_to_memmap(args.data, vocab, scratch / "tokens.bin").array
             source = args.data
+            if isinstance(vocab, WordVocab) and vocab.unk_id is not None:
+                # scored all the same, as the run's own validation split is, but said: a text in another
+                # language or domain would otherwise get a plausible-looking loss over <unk> tokens
+                unknown = int(np.count_nonzero(np.asarray(tokens) == vocab.unk_id))
+                if unknown:
+                    print(
+                        f"warning: {unknown:,} of the {len(tokens):,} word tokens of {source} are not in the run's "
+                        "vocabulary and are scored as <unk>",
+                        file=sys.stderr,
+                    )
         else:
             splits = open_run_splits(args.run, loaded.train_config, vocab)  # the saved split, checked
             tokens = splits.val if args.split == "val" else splits.test

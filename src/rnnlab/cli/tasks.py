@@ -742,10 +742,17 @@ def _inputs(args: argparse.Namespace, task: str, what: str) -> list[str]:
         raise ValueError("sample: give --input or --input-file, not both")
     if path:
         lines = [line.strip() for line in read_text(path).split("\n")]
-        items = [line for line in lines if line]
-        if not items:
+        while lines and not lines[-1]:
+            lines.pop()  # trailing blank lines end the file; inside it, one would put the outputs out of line
+        blank = [k for k, line in enumerate(lines, 1) if not line]
+        if blank:
+            raise DataError(
+                f"data: {path} line {blank[0]} is blank; expected one {what} per line, so that output line N "
+                "answers input line N (remove the blank lines)"
+            )
+        if not lines:
             raise DataError(f"data: no inputs in {path} (expected one {what} per line)")
-        return items
+        return lines
     if text is None or not text.strip():
         raise ValueError(
             f"sample: a {task} run needs --input {what.upper().replace(' ', '_')} or --input-file FILE (one {what} per line)"
