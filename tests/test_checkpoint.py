@@ -403,24 +403,46 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "missing")
 
 
-def test_crash_before_manifest_is_not_a_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("with_state", [True, False])
+def test_a_save_killed_at_any_moment_leaves_one_whole_checkpoint(tmp_path, monkeypatch, with_state):
+    # kill the save at its k-th file rename, for every k: the folder loads as the old checkpoint
+    # or as the new one, never a mix, and the next save works
     import rnnlab.training.checkpoint as ck
 
-    d = tmp_path / "ckpt"
-    _save_full(d)
-    real = ck.write_json_atomic
+    new_state = {"step": 200} if with_state else None
+    real_replace = os.replace
+    k = 0
+    while True:
+        k += 1
+        d = tmp_path / f"k{k}"
+        _save_full(d)
+        calls = 0
 
-    def crash_on_manifest(path, obj):
-        if os.path.basename(path) == "checkpoint.json":
-            raise KeyboardInterrupt  # the process dies before the manifest is written
-        real(path, obj)
+        def dying_replace(src, dst, _k=k):
+            nonlocal calls
+            calls += 1
+            if calls == _k:
+                raise KeyboardInterrupt  # SIGKILL, as far as the files can tell
+            real_replace(src, dst)
 
-    monkeypatch.setattr(ck, "write_json_atomic", crash_on_manifest)
-    with pytest.raises(KeyboardInterrupt):
-        ck.save_checkpoint(d, weights={"w": np.ones(1)}, configs={})
-    monkeypatch.undo()
-    with pytest.raises(CheckpointError, match=r"no checkpoint\.json"):
-        load_checkpoint(d)
+        monkeypatch.setattr(ck.os, "replace", dying_replace)
+        try:
+            ck.save_checkpoint(d, weights={"w": np.full(3, 7.0)}, configs={"c": {"v": 2}}, state=new_state)
+            finished = True
+        except KeyboardInterrupt:
+            finished = False
+        monkeypatch.setattr(ck.os, "replace", real_replace)
+        ckpt = load_checkpoint(d)
+        if "w" in ckpt.weights:  # the new one, whole
+            assert ckpt.configs == {"c": {"v": 2}} and ckpt.state == new_state and ckpt.extra_tensors is None
+        else:  # the old one, whole
+            assert ckpt.state["step"] == 100 and set(ckpt.configs) == {"model_config", "train_config", "vocab"}
+        ck.save_checkpoint(d, weights={"w": np.zeros(1)}, configs={})
+        assert load_checkpoint(d).weights["w"].tolist() == [0.0]
+        assert [p.name for p in d.iterdir() if p.name.startswith(".") or p.name.endswith(".next")] == []
+        if finished:
+            break
+    assert k > 5  # every staged file, the commit, every swap
 
 
 @pytest.mark.parametrize(

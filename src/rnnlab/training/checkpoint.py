@@ -451,9 +451,12 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint directory: safetensors weights, JSON configs, optional training state.
 
-    Each file is written atomically and `checkpoint.json` (SHA-256 and size of every file) last;
-    an existing `checkpoint.json` is removed first, so while files are being replaced, and after
-    a crash part-way, the directory is not a loadable checkpoint.
+    Crash-safe at every moment: the new files are first written beside the old ones under staged
+    names (`.next.<name>`), then their manifest (SHA-256 and size of every file) as
+    `checkpoint.json.next`, the commit point; then the staged files replace the old ones and the
+    manifest becomes `checkpoint.json`. Killed before the commit point, the directory still holds
+    the earlier checkpoint; killed after it, `load_checkpoint` (or the next save) completes the
+    swap. Either way the directory loads, as one checkpoint or the other, never a mix.
 
     Args:
         directory: created (with parents) if missing; an existing checkpoint there is replaced.
@@ -505,34 +508,68 @@ def save_checkpoint(
         raise ValueError(f"directory: expected a folder for the checkpoint, got the file {directory}")
 
     directory.mkdir(parents=True, exist_ok=True)
-    manifest_path = directory / MANIFEST
-    if manifest_path.exists():
-        manifest_path.unlink()
-        _fsync_dir(directory)
-    # stale training state from an earlier save must not be mistaken for this one's
-    for stale, given in ((STATE_TENSORS_FILE, extra_tensors), (STATE_JSON_FILE, state)):
-        if given is None and (directory / stale).exists():
-            (directory / stale).unlink()
+    _finish_interrupted_save(directory)  # an earlier save killed half-way: settle it first
+
+    def staged(fname: str) -> Path:
+        return directory / f"{_STAGED}{fname}"
 
     files = [WEIGHTS_FILE]
-    save_safetensors(weights, directory / WEIGHTS_FILE)
+    save_safetensors(weights, staged(WEIGHTS_FILE))
     for name, cfg in configs.items():
-        write_json_atomic(directory / f"{name}.json", dict(cfg))
+        write_json_atomic(staged(f"{name}.json"), dict(cfg))
         files.append(f"{name}.json")
     if extra_tensors is not None:
-        save_safetensors(extra_tensors, directory / STATE_TENSORS_FILE)
+        save_safetensors(extra_tensors, staged(STATE_TENSORS_FILE))
         files.append(STATE_TENSORS_FILE)
     if state is not None:
-        write_json_atomic(directory / STATE_JSON_FILE, dict(state))
+        write_json_atomic(staged(STATE_JSON_FILE), dict(state))
         files.append(STATE_JSON_FILE)
 
     listing = {}
     for fname in files:
-        digest, size = _file_digest(directory / fname)
+        digest, size = _file_digest(staged(fname))
         listing[fname] = {"sha256": digest, "bytes": size}
     manifest = {"format": _FORMAT, "version": _VERSION, "configs": list(configs), "files": listing}
-    write_json_atomic(manifest_path, manifest)
+    write_json_atomic(directory / NEXT_MANIFEST, manifest)  # the commit point
+    _finish_interrupted_save(directory)
     return directory
+
+
+_STAGED = ".next."  # prefix of a file written by a save that has not been committed yet
+NEXT_MANIFEST = MANIFEST + ".next"  # the manifest of a committed save whose files are being swapped in
+
+
+def _finish_interrupted_save(directory: Path) -> None:
+    """Complete a save that reached its commit point (`checkpoint.json.next`), or drop the staged
+    files of one that did not (the earlier checkpoint is then intact)."""
+    nxt = directory / NEXT_MANIFEST
+    # half-written temporary files of a killed save (`_write_atomic` names them .<name>.*.tmp)
+    ours = (_STAGED, MANIFEST, WEIGHTS_FILE, STATE_JSON_FILE, STATE_TENSORS_FILE)
+    for leftover in directory.glob(".*.tmp"):
+        if leftover.name[1:].startswith(ours):
+            leftover.unlink(missing_ok=True)
+    if not nxt.is_file():
+        for leftover in directory.glob(f"{_STAGED}*"):
+            leftover.unlink(missing_ok=True)
+        return
+    files, _ = _check_manifest(read_json(nxt), nxt)
+    try:
+        for fname in files:
+            with contextlib.suppress(FileNotFoundError):  # already moved (by this save or a reader)
+                os.replace(directory / f"{_STAGED}{fname}", directory / fname)
+        _fsync_dir(directory)
+        # training state of the earlier save that this one has none of must not pass for its own
+        for stale in (STATE_TENSORS_FILE, STATE_JSON_FILE):
+            if stale not in files:
+                (directory / stale).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(nxt, directory / MANIFEST)
+        _fsync_dir(directory)
+    except OSError as e:
+        raise CheckpointError(
+            f"{directory}: a save was interrupted after its commit point and cannot be completed here "
+            f"({e.strerror or e}); make the folder writable and load it again"
+        ) from None
 
 
 def _check_manifest(manifest: Any, path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -575,8 +612,7 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint:
         A `Checkpoint` with weights, configs, extra_tensors and state.
 
     Raises:
-        CheckpointError: no `checkpoint.json` (not a checkpoint, or a save that did not finish),
-            a listed file missing, truncated or altered (size or SHA-256 differs), or a file that
+        CheckpointError: no `checkpoint.json` (not a checkpoint), a listed file missing, truncated or altered (size or SHA-256 differs), or a file that
             does not parse.
 
     Example:
@@ -584,6 +620,22 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint:
         >>> model.load_state_dict(ckpt.weights)                # doctest: +SKIP
     """
     directory = Path(directory)
+    if (directory / NEXT_MANIFEST).is_file():
+        # a save killed after its commit point: complete it (as that process would have), so the
+        # newest checkpoint is the one read; in a read-only folder the earlier one still loads
+        with contextlib.suppress(CheckpointError):
+            _finish_interrupted_save(directory)
+    try:
+        return _load_checkpoint(directory)
+    except CheckpointError:
+        if not (directory / NEXT_MANIFEST).is_file():
+            raise
+    # another process is committing a save right now: its files no longer match the old manifest
+    _finish_interrupted_save(directory)
+    return _load_checkpoint(directory)
+
+
+def _load_checkpoint(directory: Path) -> Checkpoint:
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise CheckpointError(f"not a checkpoint directory (no {MANIFEST}): {directory}")
