@@ -520,3 +520,10 @@ def test_manifest_not_json(tmp_path):
 def test_save_checkpoint_bad_configs(tmp_path, configs, exc, match):
     with pytest.raises(exc, match=match):
         save_checkpoint(tmp_path / "ckpt", weights={"w": np.ones(1)}, configs=configs)
+
+
+def test_integer_weights_are_refused(tmp_path):
+    # as after relabelling F32 as I32 and re-hashing the manifest: integer bits are no weights
+    save_checkpoint(tmp_path, weights={"w": np.ones((2, 2), np.int32)}, configs={})
+    with pytest.raises(CheckpointError, match=r"tensor 'w' has dtype int32; model weights are floating point$"):
+        load_checkpoint(tmp_path)

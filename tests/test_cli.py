@@ -728,3 +728,13 @@ def test_numpy_runs_train_sample_and_score_without_torch(tmp_path: Path) -> None
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: this needs PyTorch, which is not installed"), r.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_a_reader_that_goes_away_ends_sample_quietly(greek_run: Path) -> None:
+    # `rnnlab sample RUN | head -c 20`: the status of a process killed by SIGPIPE, and no message
+    argv = [sys.executable, "-m", "rnnlab", "sample", str(greek_run), "--engine", "numpy", "--length", "200000"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and len(proc.stdout.read(20)) == 20
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (141, b"")

@@ -192,6 +192,27 @@ def test_resume_of_a_damaged_checkpoint_is_one_clear_error(tmp_path: Path, finis
     )
 
 
+@pytest.mark.parametrize("key", ["rng", "step", "data"])
+def test_resume_of_an_edited_and_rehashed_state_is_one_clear_error(
+    tmp_path: Path, finished_run: Path, key: str
+) -> None:
+    import hashlib
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    state = json.loads((run / "train_state.json").read_text(encoding="utf-8"))
+    del state[key]
+    raw = json.dumps(state).encode()
+    (run / "train_state.json").write_bytes(raw)
+    manifest = json.loads((run / "checkpoint.json").read_text(encoding="utf-8"))
+    manifest["files"]["train_state.json"] = {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
+    (run / "checkpoint.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rc, out, err = run_cli(["train", "--resume", run, "--max-steps", "30"])
+    assert (rc, out) == (2, "") and err.endswith(
+        f"error: checkpoint: {run} is incomplete or damaged: no '{key}' where a saved run has one\n"
+    )
+
+
 def test_resume_needs_the_training_state(tmp_path: Path, finished_run: Path) -> None:
     # a folder with weights and configs but no optimiser state (as written before resume existed)
     config = TrainConfig.from_dict(json.loads((finished_run / "train_config.json").read_text(encoding="utf-8")))

@@ -55,6 +55,33 @@ def test_sample_next_matches_the_softmax_distribution() -> None:
         np.testing.assert_allclose(freq, softmax(base / temperature), atol=0.01)
 
 
+@pytest.mark.parametrize(
+    ("logits", "temperature", "expected"),
+    [
+        ([[0.5, 2.0, 1.0, -1.0]], 5e-324, 1),  # logits / T overflows: the greedy limit, not token 0
+        ([[1.7e308, 8.5e307, 0.0]], 0.5, 0),  # huge logits
+        ([[0.0, np.inf, 1.0]], 1.0, 1),  # +inf: that token
+    ],
+)
+def test_sample_next_extreme_values_draw_the_right_token(logits, temperature, expected) -> None:
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # no NaN on the way
+        draws = {
+            int(sample_next(np.array(logits), np.random.default_rng(s), temperature=temperature)[0]) for s in range(20)
+        }
+    assert draws == {expected}
+
+
+def test_sample_next_refuses_a_row_with_no_possible_token() -> None:
+    with pytest.raises(ValueError, match=r"^logits: a row is -inf everywhere, so no token can be drawn$"):
+        sample_next(np.array([[0.0, 1.0], [-np.inf, -np.inf]]), np.random.default_rng(0))
+    assert (
+        sample_next(
+            np.array([[0.0, 9.0]]), np.random.default_rng(0), temperature=np.float32(0.5), top_p=np.float32(0.9)
+        )[0]
+        == 1
+    )
+
+
 def test_sample_next_same_seed_same_draws() -> None:
     logits = np.random.default_rng(0).standard_normal((100, 12))
     a = sample_next(logits, np.random.default_rng(5))

@@ -162,6 +162,11 @@ def test_word_level_language_model(tmp_path: Path, text_file: Path) -> None:
         f"warning: 6 of the {tokens} word tokens of {foreign} are not in the run's vocabulary and are scored as <unk>\n"
     )
 
+    # --replacement is a character model's: a word model refuses it rather than ignore it
+    line = _one_line_error(
+        *run_cli(["sample", out, "--prime", "The zebra", "--unknown", "map", "--replacement", "cat"])[::2]
+    )
+    assert line.startswith("error: replacement: a word-level model maps unknown prime words to <unk>")
     # unknown prime words: named as words; skipped, or mapped to <unk>, with a warning
     line = _one_line_error(*run_cli(["sample", out, "--prime", "The zebra cat", "--length", "3"])[::2])
     assert "prime: 1 word(s) not in the model's vocabulary: 'zebra'" in line and "<unk>" in line

@@ -958,7 +958,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         help="prime characters (words) outside the vocabulary: error, skip them, or map them to --replacement (<unk> for word models) (default: error)",
     )
     p.add_argument(
-        "--replacement", help="the character --unknown map puts in their place (default: none; word models: <unk>)"
+        "--replacement",
+        help="character models: the character --unknown map puts in their place (default: none; word models always use <unk>)",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     p.add_argument(
@@ -1007,7 +1008,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise DataError(f"prime-file: {str(e).removeprefix('data: ')}") from None
     is_word = isinstance(loaded.vocab, WordVocab)
     replacement = args.replacement
-    if is_word and args.unknown == "map" and replacement is None:
+    if is_word and replacement is not None:
+        raise ValueError(
+            f"replacement: a word-level model maps unknown prime words to <unk>; --replacement is for character "
+            f"models, got --replacement {replacement!r}"
+        )
+    if is_word and args.unknown == "map":
         replacement = "?"  # SampleConfig wants one; a word model maps to <unk> whatever it is
     config = SampleConfig(
         length=args.length if args.length is not None else (40 if loaded.per_line else 500),
@@ -1147,6 +1153,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
             loss, count = evaluate(loaded.model, np.asarray(tokens), args.batch_size), len(tokens) - 1
         del tokens  # the memory map goes before its file
+    if not np.isfinite(loss):
+        raise RuntimeError(f"eval: the loss over {source} is {loss} (are the run's weights finite?)")
     unit = "word" if isinstance(vocab, WordVocab) else "char"
     print(
         json.dumps(
@@ -1314,6 +1322,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`rnnlab sample RUN | head`): stop quietly, with the status a
+        # process killed by SIGPIPE has, and keep Python from complaining about stdout at exit
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except ModuleNotFoundError as e:
         if e.name not in OPTIONAL_MODULES:
             raise  # a broken installation, not a user error: keep the traceback
@@ -1321,6 +1336,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (ValueError, TypeError, OSError) as e:  # user errors: one line, no traceback
         error(e)
+        return 2
+    except (KeyError, IndexError) as e:
+        run = getattr(args, "resume", None) or getattr(args, "run", None)
+        if not run:
+            raise  # a bug, not a user error: keep the traceback
+        # the manifest's checksums pass, so the checkpoint was edited and re-hashed, or written by
+        # something else: say what it lacks rather than show where the code looked for it
+        error(f"checkpoint: {run} is incomplete or damaged: no {e} where a saved run has one")
         return 2
     except RuntimeError as e:  # TrainingError and friends
         error(e)

@@ -6,6 +6,7 @@ generation costs one small forward pass per character.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ class WordCodec:
 
     Tokens are printed with a leading space and `<eos>` as a line end, so streamed pieces add up
     to the final text. For a prime, an unknown word is an error, skipped, or mapped to `<unk>`
-    (with `--unknown map`, whatever `--replacement` says).
+    (with `--unknown map`; `--replacement` is for character models).
 
     Example:
         >>> codec = WordCodec(WordVocab.from_text("the cat\\n"))
@@ -84,7 +85,8 @@ def sample_next(
         logits: (B, V) unnormalised log-probabilities.
         rng: the generator; one uniform number is drawn per row (none when greedy).
         temperature: divides the logits first.
-        top_k: keep only the k most likely tokens (None: all).
+        top_k: keep only the k most likely tokens, and any tied with the k-th, as Hugging Face's
+            TopKLogitsWarper does (None: all).
         greedy: take the argmax (ignores everything else).
         top_p: nucleus sampling: keep the most likely tokens whose probabilities add up to at
             least top_p (always at least one), after temperature and top-k (None: all).
@@ -105,13 +107,21 @@ def sample_next(
         return logits.argmax(axis=-1)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
-    if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and 0 < temperature < np.inf):
+    if isinstance(temperature, bool) or not (isinstance(temperature, numbers.Real) and 0 < temperature < np.inf):
         raise ValueError(f"temperature: expected a finite number > 0, got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ValueError(f"top_k: expected a positive integer or None, got {top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+    if top_p is not None and (isinstance(top_p, bool) or not (isinstance(top_p, numbers.Real) and 0 < top_p <= 1)):
         raise ValueError(f"top_p: expected a number in (0, 1] or None, got {top_p!r}")
-    z = logits / temperature
+    top = logits.max(axis=-1, keepdims=True)  # (B, 1)
+    if np.isneginf(top).any():
+        raise ValueError("logits: a row is -inf everywhere, so no token can be drawn")
+    # Shift by the row maximum before dividing: the best token sits at exactly 0, and a tiny
+    # temperature can only push the others down to -inf (the greedy limit), never make inf/inf.
+    # A row with +inf logits draws among those tokens only.
+    with np.errstate(over="ignore", invalid="ignore"):
+        shifted = np.where(np.isposinf(top), np.where(np.isposinf(logits), 0.0, -np.inf), logits - top)
+        z = shifted / float(temperature)
     if top_k is not None and top_k < z.shape[-1]:
         kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
         z = np.where(z < kth, -np.inf, z)
@@ -182,7 +192,9 @@ def sample_lm(
     Args:
         model: a `rnnlab.scratch.models.LanguageModel`, or a torch one wrapped in
             `rnnlab.torch.NumpyBridge` (anything with `forward(idx, state)` taking and returning
-            NumPy arrays): both engines share this sampler, so the same seed draws the same text.
+            NumPy arrays): both engines share this sampler, so the same seed draws the same text
+            (in float32, until a draw falls within the engines' ~1e-6 rounding difference of a
+            boundary between two tokens; see docs/torch-training.md).
         vocab: the model's vocabulary.
         config: sampling options; raises `PrimeError` for an unknown prime character unless
             `config.unknown` says to skip or map it. Without a prime (plain text), each sample starts

@@ -661,6 +661,11 @@ def _load_checkpoint(directory: Path) -> Checkpoint:
         return obj
 
     weights, _ = _parse_safetensors(contents[WEIGHTS_FILE], directory / WEIGHTS_FILE)
+    for name, value in weights.items():
+        if value.dtype.kind != "f":  # integer bits read as weights would give garbage, not an error
+            raise CheckpointError(
+                f"{directory / WEIGHTS_FILE}: tensor {name!r} has dtype {value.dtype}; model weights are floating point"
+            )
     configs = {name: json_object(f"{name}.json") for name in config_names}
     extra = None
     if STATE_TENSORS_FILE in files:
