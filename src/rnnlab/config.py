@@ -41,8 +41,9 @@ def _number(name: str, value: object, low: float, high: float = math.inf, *, low
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > low if low_open else value >= low) and value <= high
     if not ok:
-        bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high != math.inf else "")
-        raise ValueError(f"{name}: expected a finite number {bound}, got {value!r}")
+        bound = "" if low == -math.inf else f" {'>' if low_open else '>='} {low}"
+        bound += f" and <= {high}" if high != math.inf else ""
+        raise ValueError(f"{name}: expected a finite number{bound}, got {value!r}")
 
 
 def _bool(name: str, value: object) -> None:

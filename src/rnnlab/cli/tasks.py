@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -854,8 +855,8 @@ def _sample_seq2seq(task: Any, model: Any, args: argparse.Namespace) -> None:
         raise ValueError(f"--beam-size: expected a positive integer, got {args.beam_size}")
     if not 1 <= args.n_best <= args.beam_size:
         raise ValueError(f"--n-best: expected an integer from 1 to --beam-size ({args.beam_size}), got {args.n_best}")
-    if args.length_penalty < 0:
-        raise ValueError(f"--length-penalty: expected a number >= 0, got {args.length_penalty}")
+    if not (math.isfinite(args.length_penalty) and args.length_penalty >= 0):  # nan fails every comparison
+        raise ValueError(f"--length-penalty: expected a finite number >= 0, got {args.length_penalty}")
     max_len = getattr(args, "length", None)
     if max_len is not None and max_len < 1:
         raise ValueError(f"--length: expected a positive integer, got {max_len}")
