@@ -44,15 +44,21 @@ def _batches(steps: int, B: int = 3, T: int = 12):
         yield x, y
 
 
+def _numpy_step(model: NumpyLM, opt, x: np.ndarray, y: np.ndarray) -> float:
+    """One training step of the NumPy model; returns the loss."""
+    logits, _ = model.forward(x)
+    loss, dlogits = cross_entropy(logits, y)
+    model.zero_grad()
+    model.backward(dlogits)
+    opt.step()
+    return loss
+
+
 def _train_numpy(cell: str, dtype) -> NumpyLM:
     model = NumpyLM(_config(cell), dtype=dtype, seed=1)
     opt = optim.Adam(model, lr=0.01)
     for x, y in _batches(5):
-        logits, _ = model.forward(x)
-        _, dlogits = cross_entropy(logits, y)
-        model.zero_grad()
-        model.backward(dlogits)
-        opt.step()
+        _numpy_step(model, opt, x, y)
     return model.eval()
 
 
@@ -200,11 +206,7 @@ def test_tied_training_is_the_same_on_both_engines(cell: str) -> None:
     np_opt = optim.AdamW(np_model, lr=0.01, weight_decay=0.1)
     t_opt = torch.optim.AdamW(t_model.parameters(), lr=0.01, weight_decay=0.1)
     for x, y in _batches(5):
-        logits, _ = np_model.forward(x)
-        np_loss, dlogits = cross_entropy(logits, y)
-        np_model.zero_grad()
-        np_model.backward(dlogits)
-        np_opt.step()
+        np_loss = _numpy_step(np_model, np_opt, x, y)
         t_logits, _ = t_model(torch.from_numpy(x))
         t_loss = torch.nn.functional.cross_entropy(
             t_logits.reshape(-1, t_logits.shape[-1]), torch.from_numpy(y).reshape(-1)
