@@ -178,8 +178,13 @@ def test_sample_lm_per_line_stops_at_the_boundary(line_vocab: CharVocab) -> None
     assert len(samples) == 40
     assert all(len(s) <= 15 and set(s) <= set("anbozë") for s in samples)
     assert all(CharVocab.BOUNDARY not in s for s in samples)
-    # an untrained model draws the boundary (1 of 7 tokens) now and then: some items end early
-    assert any(len(s) < 15 for s in samples)
+    # an untrained model draws the boundary (1 of 7 tokens) now and then: some items end early,
+    # but never before their first token (no item of the data is empty)
+    assert any(len(s) < 15 for s in samples) and all(len(s) >= 1 for s in samples)
+    greedy_end = _model(line_vocab, seed=2)
+    greedy_end.head.params["bias"][line_vocab.boundary_id] = 50.0  # the boundary is always the likeliest
+    ends = sample_lm(greedy_end, line_vocab, SampleConfig(length=15, num_samples=5, seed=0), per_line=True)
+    assert [len(s) for s in ends] == [1] * 5
 
 
 def test_sample_lm_per_line_with_prime(line_vocab: CharVocab) -> None:

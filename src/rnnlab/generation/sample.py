@@ -246,10 +246,13 @@ def sample_lm(
         on_text(vocab.decode(start[0]))
     logits, state = model.forward(start, None)  # (n, len(start), V)
     last = logits[:, -1]
-    for _ in range(length):
-        if banned:
+    for k in range(length):
+        # an item is never empty in the training data (blank lines are dropped), so an unprimed
+        # per-line sample does not end before its first token either
+        ban = banned + ([vocab.boundary_id] if per_line and k == 0 and not len(prime) else [])
+        if ban:
             last = last.copy()
-            last[:, banned] = -np.inf
+            last[:, ban] = -np.inf
         nxt = sample_next(last, rng, config.temperature, config.top_k, config.greedy, top_p=config.top_p)  # (n,)
         for i, tok in enumerate(nxt):
             if not finished[i]:
