@@ -300,3 +300,14 @@ def test_a_relative_data_path_is_recorded_absolute(tmp_path: Path, monkeypatch: 
     rc, _, err = run_cli(["eval", tmp_path / "run"])
     assert rc == 0, err
     assert run_cli(["train", "--resume", tmp_path / "run", "--max-steps", "3"])[0] == 0
+
+
+def test_a_run_killed_just_after_its_commit_point_is_still_a_run(tmp_path: Path, finished_run: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "checkpoint.json").rename(run / "checkpoint.json.next")  # killed before the last rename
+    rc, _, err = run_cli(["train", "--engine", "numpy", "--data", run / "x.txt", "--out", run])
+    assert rc == 2 and "already holds a run" in err
+    rc, out, err = run_cli(["sample", run, "--length", "5"])
+    assert rc == 0, err
+    assert (run / "checkpoint.json").is_file() and not (run / "checkpoint.json.next").exists()  # completed

@@ -394,10 +394,11 @@ RESUME_OPTIONS = {"max_steps", "max_time", "checkpoint_every", "device", "thread
 
 
 def _holds_run(out: Path) -> bool:
-    """Whether a checkpoint was written in `out` (or its best/): what makes a folder a run's."""
-    from ..training.checkpoint import BEST_DIR, MANIFEST
+    """Whether a checkpoint was written in `out` (or its best/): what makes a folder a run's.
+    A save killed after its commit point counts: loading completes it."""
+    from ..training.checkpoint import BEST_DIR, MANIFEST, NEXT_MANIFEST
 
-    return (out / MANIFEST).exists() or (out / BEST_DIR / MANIFEST).exists()
+    return any((folder / name).exists() for folder in (out, out / BEST_DIR) for name in (MANIFEST, NEXT_MANIFEST))
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -443,6 +444,7 @@ def _run_files(out: Path) -> list[Path]:
     from ..training.checkpoint import (
         BEST_DIR,
         MANIFEST,
+        NEXT_MANIFEST,
         STATE_JSON_FILE,
         STATE_TENSORS_FILE,
         WEIGHTS_FILE,
@@ -453,8 +455,10 @@ def _run_files(out: Path) -> list[Path]:
     from ..training.metrics import METRICS_FILE, PLOT_FILE
 
     names = {WEIGHTS_FILE, STATE_JSON_FILE, STATE_TENSORS_FILE, METRICS_FILE, PLOT_FILE, BEST_DIR, DATA_DIR}
-    with contextlib.suppress(CheckpointError, OSError, AttributeError):
-        names |= {n for n in read_json(out / MANIFEST).get("files", {}) if "/" not in n and "\\" not in n}
+    names |= {NEXT_MANIFEST, *(p.name for p in out.glob(".next.*"))}  # a save that a kill interrupted
+    for manifest in (MANIFEST, NEXT_MANIFEST):
+        with contextlib.suppress(CheckpointError, OSError, AttributeError):
+            names |= {n for n in read_json(out / manifest).get("files", {}) if "/" not in n and "\\" not in n}
     # the manifest first: a folder whose files are being moved must not load as a checkpoint
     return [p for p in [out / MANIFEST, *(out / n for n in sorted(names))] if p.exists()]
 
