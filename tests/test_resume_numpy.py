@@ -308,6 +308,6 @@ def test_a_run_killed_just_after_its_commit_point_is_still_a_run(tmp_path: Path,
     (run / "checkpoint.json").rename(run / "checkpoint.json.next")  # killed before the last rename
     rc, _, err = run_cli(["train", "--engine", "numpy", "--data", run / "x.txt", "--out", run])
     assert rc == 2 and "already holds a run" in err
-    rc, out, err = run_cli(["sample", run, "--length", "5"])
+    rc, _, err = run_cli(["sample", run, "--length", "5"])
     assert rc == 0, err
     assert (run / "checkpoint.json").is_file() and not (run / "checkpoint.json.next").exists()  # completed
