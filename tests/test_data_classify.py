@@ -389,6 +389,10 @@ def test_an_unknown_header_is_found_by_its_lone_label(tmp_path):
     path.write_text("intent\tutterance\n" + "".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
     texts, labels = load_classification(path)
     assert len(texts) == 12 and set(labels) == {"pos", "neg"}
+    # a real first example with a rare label has a sentence for its text: it stays an example
+    path.write_text("neutral\tthe film was fine I guess\n" + "".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
+    texts, labels = load_classification(path)
+    assert len(texts) == 13 and labels[0] == "neutral"
 
 
 def test_a_byte_order_mark_inside_the_file_is_not_part_of_a_label(tmp_path):

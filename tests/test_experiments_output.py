@@ -129,3 +129,36 @@ def test_a_model_trained_by_one_experiment_serves_the_next(tmp_path: Path, monke
     with pytest.raises(AssertionError, match="trained again"):
         run_experiment("lstm-gates", runs / "lstm-gates", quick=True, data=str(corpus), seed=1)
     assert (runs / "lstm-gates" / "model" / "model.safetensors").read_bytes() == weights  # the failure changed nothing
+
+
+def test_a_users_files_in_the_way_are_moved_aside_not_deleted(tmp_path: Path, fake: dict, capsys) -> None:
+    out = tmp_path / "zz"
+    (out / "summary.txt").parent.mkdir()
+    (out / "summary.txt").write_text("my notes", encoding="utf-8")  # the user's, not an earlier run's
+    run_experiment("zz", out)
+    kept = [p for p in out.iterdir() if p.name.startswith("earlier-files-")]
+    assert len(kept) == 1 and (kept[0] / "summary.txt").read_text(encoding="utf-8") == "my notes"
+    assert (out / "summary.txt").read_bytes() == b"the first summary"
+    assert f"note: moved summary.txt out of the way of this run's files, into {kept[0]}" in capsys.readouterr().err
+
+
+def test_a_folder_written_before_outputs_were_listed_is_replaced_as_the_experiments(tmp_path: Path, fake: dict) -> None:
+    out = tmp_path / "zz"
+    out.mkdir()
+    (out / "summary.json").write_text('{"experiment": "zz"}', encoding="utf-8")
+    (out / "old.png").write_bytes(b"old figure")
+    run_experiment("zz", out)
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUTS_FILE, "fig.png", "summary.txt"]
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path: Path, fake: dict) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "zz"
+    stale = out / f".partial-{int(dead.stdout)}-0123abcd"
+    stale.mkdir(parents=True)
+    (stale / "model.bin").write_bytes(b"x" * 100)
+    run_experiment("zz", out)
+    assert not stale.exists()

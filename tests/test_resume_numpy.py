@@ -311,3 +311,11 @@ def test_a_run_killed_just_after_its_commit_point_is_still_a_run(tmp_path: Path,
     rc, _, err = run_cli(["sample", run, "--length", "5"])
     assert rc == 0, err
     assert (run / "checkpoint.json").is_file() and not (run / "checkpoint.json.next").exists()  # completed
+
+
+def test_tie_weights_alone_sizes_the_numpy_embedding(tmp_path: Path, corpus: Path) -> None:
+    argv = ["train", "--engine", "numpy", "--level", "word", "--tie-weights", "--data", corpus]
+    rc, _, err = run_cli([*argv, "--hidden-size", "16", "--max-steps", "2", "--seq-len", "8", "--out", tmp_path / "r"])
+    assert rc == 0, err
+    config = json.loads((tmp_path / "r" / "model_config.json").read_text(encoding="utf-8"))
+    assert (config["tie_weights"], config["embedding_dim"], config["hidden_size"]) == (True, 16, 16)

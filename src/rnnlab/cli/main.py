@@ -371,7 +371,7 @@ def resolve_options(
         value = getattr(args, dest, None)
         if value is None:
             value = toml.get(dest, defaults.get(dest))
-        if dest in DATA_OPTIONS and isinstance(value, str) and value.strip() and os.path.exists(value):
+        if dest in DATA_OPTIONS and isinstance(value, str) and value.strip() and os.path.isfile(value):
             # the run folder records it: absolute, so eval, sample and --resume work from any folder
             value = os.path.abspath(value)
         out[dest] = value
@@ -826,7 +826,8 @@ def _run_lm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise ValueError(f"engine: expected 'torch' or 'numpy', got {engine!r}")
     if args.resume:
         return _resume_numpy(args, parser)
-    options = resolve_options(args, parser, {**COMMON_DEFAULTS, **NUMPY_LM_DEFAULTS})
+    given = resolve_options(args, parser, {})  # flags and TOML only: the defaults depend on them
+    options = resolve_options(args, parser, {**COMMON_DEFAULTS, **_lm_defaults({**given, "engine": "numpy"})})
     for key, default in _TORCH_ONLY.items():
         if key in options["_given"] and options[key] != default:
             raise ValueError(f"{key}: --{key.replace('_', '-')} is implemented by --engine torch only")

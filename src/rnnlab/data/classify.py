@@ -199,7 +199,7 @@ def load_classification(
         header: whether the first row is a header; None: detected (the first row is a header when
             its label cell reads like a column name, e.g. "label", or its text cell does, e.g.
             "sentence", or its label is not an integer while every other label is, or occurs
-            nowhere else while every other label recurs). A two-column header that names the text
+            nowhere else while every other label recurs and its text is one word). A two-column header that names the text
             first and the label second (`sentence<TAB>label`) swaps the default columns.
         label_vocab: the training labels; when given, a label not in it is an error naming the
             label and its line (use this when loading evaluation data).
@@ -241,8 +241,14 @@ def load_classification(
                 first[li].strip().lower() in _LABEL_HEADERS
                 or first[ti].strip().lower() in _TEXT_HEADERS
                 or (bool(rest) and not _is_int(first[li].strip()) and all(_is_int(r) for r in rest))
-                # a first "label" seen nowhere else while every other label recurs: a column name
-                or (len(rest) >= 10 and first[li].strip() not in counts and min(counts.values()) >= 2)
+                # a first "label" seen nowhere else while every other label recurs, above a text
+                # cell of one word: column names (a real first example has a sentence there)
+                or (
+                    len(rest) >= 10
+                    and first[li].strip() not in counts
+                    and min(counts.values()) >= 2
+                    and len(first[ti].split()) == 1
+                )
             )
     header_fields = rows[0][1] if header else None
     li = _resolve_column(path, label_column, header_fields, ncols, "label_column")

@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import shutil
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -97,14 +99,17 @@ OUTPUTS_FILE = ".rnnlab-outputs.json"  # what the last finished run put into the
 
 
 @contextlib.contextmanager
-def staged_output(out: Path) -> Iterator[Path]:
+def staged_output(out: Path, owner: str | None = None) -> Iterator[Path]:
     """Yield a hidden staging folder inside `out` for an experiment to fill; only a finished run's
     files reach `out`.
 
-    On success the files of the earlier run of `out` (listed in its `.rnnlab-outputs.json`) are
-    replaced by the new ones; any other file in `out` is left alone. On an error or Ctrl-C the
-    staging folder is deleted and `out` holds what it held before: the earlier results, or nothing
-    (a folder this call created is removed). So a figure and its summary always come from one run.
+    On success the files of the earlier run of `out` (listed in its `.rnnlab-outputs.json`, or,
+    for a folder written before that file existed, a `summary.json` of the experiment `owner`)
+    are replaced by the new ones. Any other file in `out` is left alone; one that a new file
+    would replace is moved into `out/earlier-files-<time>/` (with a note on stderr), never deleted. On
+    an error or Ctrl-C the staging folder is deleted and `out` holds what it held before: the
+    earlier results, or nothing (a folder this call created is removed). So a figure and its
+    summary always come from one run. Staging folders of killed runs are removed on the way.
 
     Raises:
         ValueError: `out` is a file, or cannot be created (naming it).
@@ -114,6 +119,7 @@ def staged_output(out: Path) -> Iterator[Path]:
         ...     (stage / "figure.png").write_bytes(png)
     """
     with output_folder(out):
+        _remove_dead_stages(out)
         stage = out / f".partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         stage.mkdir()
         try:
@@ -122,16 +128,22 @@ def staged_output(out: Path) -> Iterator[Path]:
             shutil.rmtree(stage, ignore_errors=True)
             raise
     new = sorted(p.name for p in stage.iterdir())
-    try:
-        earlier = json.loads((out / OUTPUTS_FILE).read_text(encoding="utf-8"))["files"]
-        earlier = [n for n in earlier if isinstance(n, str) and n and "/" not in n and n not in (".", "..")]
-    except (OSError, ValueError, KeyError, TypeError):
-        earlier = []
+    owned = set(_earlier_outputs(out, owner))
     old = out / f".replaced-{stage.name}"
     old.mkdir()
-    for name in sorted({*earlier, *new}):
+    kept = []
+    for name in sorted({*owned, *new}):
         if (out / name).exists() or (out / name).is_symlink():
-            os.replace(out / name, old / name)
+            if name in owned:
+                os.replace(out / name, old / name)
+            else:  # the user's own file in the way: keep it, out of the way
+                kept.append(name)
+    if kept:
+        keep = out / f"earlier-files-{time.strftime('%Y%m%d-%H%M%S')}"
+        keep.mkdir(exist_ok=True)
+        for name in kept:
+            os.replace(out / name, keep / name)
+        print(f"note: moved {', '.join(kept)} out of the way of this run's files, into {keep}", file=sys.stderr)
     for name in new:
         os.replace(stage / name, out / name)
     partial = out / f".{OUTPUTS_FILE}.partial"
@@ -139,6 +151,34 @@ def staged_output(out: Path) -> Iterator[Path]:
     os.replace(partial, out / OUTPUTS_FILE)
     stage.rmdir()
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _earlier_outputs(out: Path, owner: str | None) -> list[str]:
+    """The names the last finished run put into `out`."""
+    try:
+        earlier = json.loads((out / OUTPUTS_FILE).read_text(encoding="utf-8"))["files"]
+        return [n for n in earlier if isinstance(n, str) and n and "/" not in n and n not in (".", "..")]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:  # a folder an experiment wrote before outputs were listed: all of it is that experiment's
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if owner is not None and isinstance(summary, dict) and summary.get("experiment") == owner:
+        return [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    return []
+
+
+def _remove_dead_stages(out: Path) -> None:
+    """Delete the staging folders of runs that were killed (their process is gone)."""
+    for stage in out.glob(".partial-*"):
+        try:
+            pid = int(stage.name.split("-")[1])
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(stage, ignore_errors=True)
+        except (ValueError, IndexError, OSError):
+            continue
 
 
 def run_experiment(
@@ -154,6 +194,6 @@ def run_experiment(
     load_all()
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment: expected one of {', '.join(sorted(EXPERIMENTS))} or 'all', got {name!r}")
-    with staged_output(Path(out_dir)) as stage:
+    with staged_output(Path(out_dir), owner=name) as stage:
         summary = EXPERIMENTS[name](stage, seed=seed, quick=quick, data=data)
     return summary

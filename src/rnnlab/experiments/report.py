@@ -74,7 +74,7 @@ def run_one(
     out = Path(out_dir)
     t0 = time.perf_counter()
     try:
-        with staged_output(out) as stage:  # a failed run leaves the folder as it was
+        with staged_output(out, owner=name) as stage:  # a failed run leaves the folder as it was
             summary = exp(stage, seed=seed, quick=quick, data=data)
     except Exception as e:  # reported, and the other experiments still run
         msg = " ".join(str(e).split()) or "(no message)"
