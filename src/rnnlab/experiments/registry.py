@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..training.checkpoint import write_text_atomic
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -146,9 +148,7 @@ def staged_output(out: Path, owner: str | None = None) -> Iterator[Path]:
         print(f"note: moved {', '.join(kept)} out of the way of this run's files, into {keep}", file=sys.stderr)
     for name in new:
         os.replace(stage / name, out / name)
-    partial = out / f".{OUTPUTS_FILE}.partial"
-    partial.write_text(json.dumps({"files": new}) + "\n", encoding="utf-8")
-    os.replace(partial, out / OUTPUTS_FILE)
+    write_text_atomic(out / OUTPUTS_FILE, json.dumps({"files": new}) + "\n")
     stage.rmdir()
     shutil.rmtree(old, ignore_errors=True)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..data.text import read_text
+from ..training.checkpoint import write_text_atomic
 from .registry import output_folder, staged_output
 
 DATA_SUFFIXES = (".csv", ".json", ".txt", ".html")
@@ -290,8 +291,8 @@ def write_report(out_dir: str | Path, results: Sequence[ExperimentResult], *, se
 </html>
 """
     path = out / "report.html"
-    _write_atomic(path, page)
-    _write_atomic(
+    write_text_atomic(path, page)
+    write_text_atomic(
         out / "report.json",
         json.dumps(
             {
@@ -308,9 +309,3 @@ def write_report(out_dir: str | Path, results: Sequence[ExperimentResult], *, se
         + "\n",
     )
     return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)

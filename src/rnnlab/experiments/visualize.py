@@ -20,12 +20,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..data.text import CharVocab, DataError, read_text
+from ..training.checkpoint import write_text_atomic
 from .charmodel import FEATURES, correlate_units, display_char, model_trace, text_features
 
 TOP_K = 5  # next-character guesses shown on hover
@@ -452,9 +452,7 @@ def write_neuron_page(
     html = neuron_page_html(data, title="Neuron activations on text", meta=meta)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(f".{out.name}.partial")  # then renamed: never a half-written page
-        partial.write_text(html, encoding="utf-8")
-        os.replace(partial, out)
+        write_text_atomic(out, html)  # never a half-written page
     except OSError as e:
         raise ValueError(f"out: cannot write {out}: {e.strerror or e}") from None
     return out

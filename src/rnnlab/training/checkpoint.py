@@ -362,6 +362,15 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
         text = json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n"
     except (TypeError, ValueError) as e:
         raise TypeError(f"{path}: cannot write as JSON: {e}") from None
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` as UTF-8, atomically: a reader (or a crash) sees the old file or the new one.
+
+    Example:
+        >>> write_text_atomic("report.html", "<!DOCTYPE html>...")  # doctest: +SKIP
+    """
     data = text.encode("utf-8")
     _write_atomic(path, lambda f: f.write(data))
 
