@@ -562,14 +562,9 @@ def run_task_name(run: str | Path) -> str | None:
         >>> run_task_name("runs/sst2")       # doctest: +SKIP
         'classify'
     """
-    from ..training.checkpoint import STATE_JSON_FILE
+    from ..training.checkpoint import saved_task
 
-    path = Path(run) / STATE_JSON_FILE
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    name = state.get("task") if isinstance(state, dict) else None
+    name = saved_task(run)
     return name if name in TASK_NAMES else None
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.text import CharVocab, DataError, read_text
-from ..training.checkpoint import write_text_atomic
+from ..training.checkpoint import saved_task, write_text_atomic
 from .charmodel import FEATURES, correlate_units, display_char, model_trace, text_features
 
 TOP_K = 5  # next-character guesses shown on hover
@@ -380,18 +380,6 @@ def neuron_page_html(data: dict, *, title: str, meta: str) -> str:
 """
 
 
-def _run_task(run: Path) -> str:
-    """The task that trained the run folder ('lm' where the folder does not say, as the NumPy engine's)."""
-    from ..training.checkpoint import STATE_JSON_FILE, CheckpointError, read_json
-
-    try:
-        state = read_json(run / STATE_JSON_FILE)
-    except (CheckpointError, OSError):
-        return "lm"  # no training state (a best/ folder, an older run): `load_lm` says what is wrong
-    task = state.get("task", "lm") if isinstance(state, dict) else "lm"
-    return task if isinstance(task, str) else "lm"
-
-
 def write_neuron_page(
     checkpoint: str | Path, text_path: str | Path, out_path: str | Path, *, max_chars: int = 3000
 ) -> Path:
@@ -427,7 +415,7 @@ def write_neuron_page(
     if not ckpt.exists():
         raise DataError(f"checkpoint: not found: {ckpt}")
     text = read_text(text_path)[:max_chars]  # before loading the model: cheap errors first
-    task = _run_task(ckpt)
+    task = saved_task(ckpt) or "lm"  # none recorded (a best/ folder, an older run): `load_lm` says what is wrong
     if task != "lm":
         raise DataError(f"checkpoint: {ckpt} is a {task} run; the neuron page needs a character language model")
     run = load_lm(ckpt)

@@ -416,6 +416,23 @@ _RESERVED = {"model", "train_state", "checkpoint"}
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
+def saved_task(run: str | os.PathLike[str]) -> str | None:
+    """The task recorded in `run`'s train_state.json ('lm', 'classify', ...), or None where it records none.
+
+    Reads that one small file, not the weights, and does not verify the checkpoint.
+
+    Example:
+        >>> saved_task("runs/sst2")       # doctest: +SKIP
+        'classify'
+    """
+    try:
+        state = read_json(Path(run) / STATE_JSON_FILE)
+    except CheckpointError:
+        return None
+    task = state.get("task") if isinstance(state, dict) else None
+    return task if isinstance(task, str) else None
+
+
 @dataclass
 class Checkpoint:
     """What `load_checkpoint` returns.
