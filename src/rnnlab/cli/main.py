@@ -617,10 +617,7 @@ def _resume_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ta
         )
     saved_task = ckpt.state.get("task", "lm")  # the NumPy engine trains language models only
     if saved_task != task:
-        raise ValueError(
-            f"resume: {run} was trained by `rnnlab train {saved_task}`, not `rnnlab train {task}`; "
-            f"resume it with `rnnlab train {saved_task} --resume {run}`"
-        )
+        raise _other_task(run, saved_task, task)
     options = resolve_options(args, parser, {})
     extra = sorted(options["_given"] - RESUME_OPTIONS - {"out", "engine"})
     if extra:
@@ -633,6 +630,14 @@ def _resume_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ta
     saved = dict(ckpt.configs["train_config"])
     changes = {k: options[k] for k in RESUME_OPTIONS - {"quiet"} if k in options["_given"]}
     return ckpt, options, TrainConfig.from_dict({**saved, **changes})
+
+
+def _other_task(run: str | Path, saved: str, task: str) -> ValueError:
+    """The error for `rnnlab train TASK --resume RUN` where RUN was trained by another task."""
+    return ValueError(
+        f"resume: {run} was trained by `rnnlab train {saved}`, not `rnnlab train {task}`; "
+        f"resume it with `rnnlab train {saved} --resume {run}`"
+    )
 
 
 def _announce_resume(run: Path, ckpt: Any, config: TrainConfig, options: dict[str, Any]) -> None:
@@ -805,10 +810,7 @@ def _run_lm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.resume:
         other = _tasks.run_task_name(args.resume)
         if other is not None:  # a classify/tag/... run: say which command resumes it, whatever --engine says
-            raise ValueError(
-                f"resume: {args.resume} was trained by `rnnlab train {other}`, not `rnnlab train lm`; "
-                f"resume it with `rnnlab train {other} --resume {args.resume}`"
-            )
+            raise _other_task(args.resume, other, "lm")
         saved_engine = _saved_engine(Path(args.resume))
         if engine is not None and engine != saved_engine:
             raise ValueError(
