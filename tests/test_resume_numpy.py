@@ -319,3 +319,17 @@ def test_tie_weights_alone_sizes_the_numpy_embedding(tmp_path: Path, corpus: Pat
     assert rc == 0, err
     config = json.loads((tmp_path / "r" / "model_config.json").read_text(encoding="utf-8"))
     assert (config["tie_weights"], config["embedding_dim"], config["hidden_size"]) == (True, 16, 16)
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_every_rank_takes_the_same_folder_for_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rank: str) -> None:
+    # under torchrun each rank refuses an occupied --out by itself: by the same test as rank 0's
+    from rnnlab.cli.main import _new_run_in
+
+    monkeypatch.setenv("RANK", rank)
+    for held in ("best/checkpoint.json", "checkpoint.json.next"):
+        out = tmp_path / held.replace("/", "_")
+        (out / held).parent.mkdir(parents=True)
+        (out / held).write_text("{}", encoding="utf-8")
+        with pytest.raises(ValueError, match="already holds a run"), _new_run_in(out, overwrite=False):
+            pass

@@ -481,9 +481,9 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
         "or choose another --out"
     )
     if os.environ.get("RANK", "0") != "0":
-        # every rank refuses by itself rather than wait for rank 0; a new run writes its manifest
-        # only after all ranks have joined, so it cannot be mistaken for an earlier run's
-        if not overwrite and (out / MANIFEST).exists():
+        # every rank refuses by itself, by rank 0's test, rather than wait for rank 0; a new run
+        # writes its checkpoint only after all ranks have joined, so it cannot be mistaken for an earlier run's
+        if not overwrite and _holds_run(out):
             raise ValueError(refusal)
         yield
         return
