@@ -341,14 +341,12 @@ def _find_trained(key: dict, out_dir: Path) -> Path | None:
     """A finished model folder trained with `key`: this process's copy, else one beside `out_dir`."""
     from ..training.checkpoint import MANIFEST
 
-    candidates = [_TRAINED.get(json.dumps(key, sort_keys=True))]
+    cached = _TRAINED.get(json.dumps(key, sort_keys=True))
+    candidates = [] if cached is None else [cached]
     # out_dir is an experiment folder, or the staging folder inside one (registry.staged_output)
     for base in (out_dir.parent, out_dir.parent.parent):
-        candidates += sorted(base.glob(f"*/model/{MODEL_KEY_FILE}"))
-    for c in candidates:
-        if c is None:
-            continue
-        folder = c if c.is_dir() else c.parent
+        candidates += sorted(f.parent for f in base.glob(f"*/model/{MODEL_KEY_FILE}"))
+    for folder in candidates:
         try:
             same = json.loads((folder / MODEL_KEY_FILE).read_text(encoding="utf-8")) == key
         except (OSError, ValueError):
