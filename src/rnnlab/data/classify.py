@@ -199,8 +199,9 @@ def load_classification(
         header: whether the first row is a header; None: detected (the first row is a header when
             its label cell reads like a column name, e.g. "label", or its text cell does, e.g.
             "sentence", or its label is not an integer while every other label is, or occurs
-            nowhere else while every other label recurs and its text is one word). A two-column header that names the text
-            first and the label second (`sentence<TAB>label`) swaps the default columns.
+            nowhere else while every other label recurs and its text is one word). A two-column
+            header that names the text first and the label second (`sentence<TAB>label`) swaps the
+            default columns.
         label_vocab: the training labels; when given, a label not in it is an error naming the
             label and its line (use this when loading evaluation data).
 

@@ -638,7 +638,8 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint:
         A `Checkpoint` with weights, configs, extra_tensors and state.
 
     Raises:
-        CheckpointError: no `checkpoint.json` (not a checkpoint), a listed file missing, truncated or altered (size or SHA-256 differs), or a file that
+        CheckpointError: no `checkpoint.json` (not a checkpoint), a listed file missing,
+            truncated or altered (size or SHA-256 differs), or a file that
             does not parse.
 
     Example:
