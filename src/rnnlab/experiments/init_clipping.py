@@ -408,6 +408,29 @@ def nonfinite_what(log: dict) -> str:
 CLIP_MODES = ("none", "value", "norm")
 
 
+def _off_scale(values: np.ndarray, top: float) -> str | None:
+    """'no clipping: off the scale from step K, up to X' for the unclipped run's curve, or None."""
+    off = np.flatnonzero(~np.isfinite(values) | (values > top))
+    if not off.size:
+        return None
+    biggest = float(np.nanmax(np.where(np.isfinite(values), values, np.nan)))
+    return f"no clipping: off the scale from step {off[0]}, up to {biggest:.3g}"
+
+
+def _corner_note(ax, text: str, y: float) -> None:
+    """A small boxed note at the right edge of the axes, its top at height `y` (axes fraction)."""
+    ax.text(
+        0.98,
+        y,
+        text,
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=8,
+        bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+    )
+
+
 @experiment(
     "clipping", "Gradient clipping: the same high-learning-rate run without clipping, with value and with norm clipping"
 )
@@ -499,27 +522,16 @@ def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | N
         if nf is not None:
             ax.axvline(nf, color="black", ls="-.", lw=1)
     ax_l.set_ylim(0.5 * lowest, top)
-    none_loss = logs["none"]["loss"]
-    off = np.flatnonzero(~np.isfinite(none_loss) | (none_loss > top))
     notes = []
     if s is not None:
         notes.append(f"no clipping: loss > 10× its first value at step {s} (dashed)")
-    if off.size:
-        biggest = float(np.nanmax(np.where(np.isfinite(none_loss), none_loss, np.nan)))
-        notes.append(f"no clipping: off the scale from step {off[0]}, up to {biggest:.3g}")
+    off = _off_scale(logs["none"]["loss"], top)
+    if off:
+        notes.append(off)
     if nf is not None:
         notes.append(f"no clipping: {nonfinite_what(logs['none'])} at step {nf}, run stopped (dash-dot)")
     if notes:
-        ax_l.text(  # below the legend, in the empty top of the capped axis
-            0.98,
-            0.80,
-            "\n".join(notes),
-            transform=ax_l.transAxes,
-            ha="right",
-            va="top",
-            fontsize=8,
-            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
-        )
+        _corner_note(ax_l, "\n".join(notes), 0.80)  # in the empty top of the capped axis, clear of the spike
     baseline = logs["norm"]["target_var"]  # same batches in every run (this one runs them all): MSE of the mean
     ax_l.axhline(baseline, color="gray", ls="--", lw=1, label=f"predict the mean (MSE {baseline:.3f})")
     # The same cap on the gradient axis: the unclipped run's 1e50+ norms would flatten the others.
@@ -531,20 +543,9 @@ def clipping(out_dir: Path, *, seed: int = 0, quick: bool = False, data: str | N
         if (v > 0).any()
     )
     ax_g.set_ylim(0.5 * g_low, g_top)
-    none_pre = logs["none"]["norm_pre"]
-    g_off = np.flatnonzero(~np.isfinite(none_pre) | (none_pre > g_top))
-    if g_off.size:
-        ax_g.text(
-            0.98,
-            0.97,
-            f"no clipping: off the scale from step {g_off[0]}, up to "
-            f"{float(np.nanmax(np.where(np.isfinite(none_pre), none_pre, np.nan))):.3g}",
-            transform=ax_g.transAxes,
-            ha="right",
-            va="top",
-            fontsize=8,
-            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
-        )
+    g_off = _off_scale(logs["none"]["norm_pre"], g_top)
+    if g_off:
+        _corner_note(ax_g, g_off, 0.97)
     ax_g.axhline(thresholds["norm"], color="tab:blue", ls="--", lw=0.8, label=f"norm threshold {thresholds['norm']:g}")
     ax_l.set_xlabel("SGD step")
     ax_l.set_ylabel("training MSE")
