@@ -142,15 +142,18 @@ def cross_entropy(
     # Excluded rows take no part at all (not a weight of 0: padding may hold -inf or NaN, and 0·NaN is NaN).
     xc = x2 if every else x2[rows]  # (n, V)
     tc = t.reshape(-1) if every else t.reshape(-1)[rows]  # (n,)
-    logp = log_softmax(xc)  # (n, V)
-    nll = -logp[np.arange(n), tc]  # (n,)
+    # One exp serves both: -log p_t = log Σ e^(x - max) - (x_t - max), and d(-log p_t)/dx = softmax(x) - onehot(t).
+    shifted = xc - xc.max(axis=-1, keepdims=True)  # (n, V)
+    e = np.exp(shifted)  # (n, V)
+    total = e.sum(axis=-1, keepdims=True)  # (n, 1)
+    picked = np.arange(n), tc
+    nll = np.log(total[:, 0]) - shifted[picked]  # (n,)
     scale = 1.0 / n if reduction == "mean" else 1.0
     loss = float(nll.sum(dtype=np.float64) * scale)
 
-    # d(-log p_t)/dx = softmax(x) - onehot(t); reuse exp(logp) instead of a second softmax.
-    dxc = np.exp(logp)  # (n, V)
-    dxc[np.arange(n), tc] -= 1
-    dxc *= x.dtype.type(scale)
+    dxc = e  # (n, V), becomes scale · (softmax - onehot) in place
+    dxc *= x.dtype.type(scale) / total
+    dxc[picked] -= x.dtype.type(scale)
     if every:
         return loss, dxc.reshape(x.shape)
     dx = np.zeros_like(x2)  # (N, V)
