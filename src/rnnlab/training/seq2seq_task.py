@@ -291,6 +291,9 @@ class Seq2SeqTask(ExampleTask):
         )
         return loss, None
 
+    def loss_count(self, batch: Any) -> float:
+        return float((batch["tgt_out"] != self.model_config.pad_id).sum().item())
+
     def batch_sums(self, model: nn.Module, batch: Any) -> dict[str, float]:
         logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
         loss, n, correct = masked_token_stats(logits, batch["tgt_out"], self.model_config.pad_id)

@@ -272,10 +272,14 @@ class TagTask(ExampleTask):
         pad = self.word_vocab.pad_id or 0
         words, lengths = pad_batch([ds.word_ids[i] for i in idx], pad)
         if step is not None and self.options.word_dropout > 0 and self.word_vocab.unk_id is not None:
-            # drawn from (seed, step), not a running generator: nothing to save for an exact resume
-            rng = np.random.default_rng([self.config.seed, 3, step])
-            drop = (rng.random(words.shape) < self.options.word_dropout) & (words != pad)
-            words = np.where(drop, self.word_vocab.unk_id, words)
+            # drawn from (seed, step, sentence), not a running generator: nothing to save for an exact
+            # resume, and a sentence gets the same mask whichever rank's share or padding it lands in
+            draws = np.ones(words.shape)  # (B, L); padding never drops
+            for row, i in enumerate(idx):
+                draws[row, : lengths[row]] = np.random.default_rng([self.config.seed, 3, step, int(i)]).random(
+                    lengths[row]
+                )
+            words = np.where(draws < self.options.word_dropout, self.word_vocab.unk_id, words)
         tags, _ = pad_batch([ds.tag_ids[i] for i in idx], IGNORE_INDEX)
         dev = self.device
         batch: dict[str, torch.Tensor | None] = {
@@ -299,6 +303,9 @@ class TagTask(ExampleTask):
         return F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), batch["tags"].reshape(-1), ignore_index=IGNORE_INDEX
         ), None
+
+    def loss_count(self, batch: Any) -> float:
+        return float((batch["tags"] != IGNORE_INDEX).sum().item())
 
     def batch_sums(self, model: nn.Module, batch: Any) -> dict[str, float]:
         loss, n, correct = masked_token_stats(self._logits(model, batch), batch["tags"], IGNORE_INDEX)

@@ -242,6 +242,14 @@ class Task(abc.ABC):
                 saved none); tasks without state across batches return None.
         """
 
+    def loss_count(self, batch: Any) -> float | None:
+        """How many predictions `loss` averages over in this rank's `batch`, for tasks where that
+        differs from rank to rank (tokens of padded sentences); None (the default) when every rank's
+        share counts the same. Under torchrun the trainer then weights each rank's mean by its
+        count, so that N processes take the same step as one process with the whole batch.
+        """
+        return None
+
     @abc.abstractmethod
     def eval_sums(self, model: nn.Module, split: str) -> dict[str, float]:
         """Sums over this rank's share of a whole evaluation split, under `torch.no_grad`.
@@ -404,6 +412,10 @@ class Trainer:
         # torch's generator drives dropout; each rank gets its own stream
         torch.manual_seed(config.seed + self.dist.rank)
         self.model = task.build_model(config.seed).to(self.device)
+        if self.dist.enabled:
+            # build_model seeds torch with `seed` (the same weights on every rank), which would give
+            # every rank the same dropout masks too
+            torch.manual_seed(config.seed + self.dist.rank)
         self.train_model: nn.Module = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -554,8 +566,16 @@ class Trainer:
             loss, carry = self.task.loss(self.train_model, batch, self.carry)
         # one collective per step: the mean loss over ranks (identical everywhere, so every rank
         # takes the same decisions) and the mean elapsed time (so every rank stops together)
-        loss_value, elapsed = self._all_reduce_sum([loss.item(), self.elapsed])
-        loss_value /= self.dist.world_size
+        count = self.task.loss_count(batch) if self.dist.enabled else None
+        if count is None:
+            loss_value, elapsed = self._all_reduce_sum([loss.item(), self.elapsed])
+            loss_value /= self.dist.world_size
+        else:
+            # ranks average different numbers of tokens: weight each rank's mean by its share, so
+            # the loss and (after DDP's average over ranks) the gradient are the global batch's mean
+            loss_sum, total, elapsed = self._all_reduce_sum([loss.item() * count, count, self.elapsed])
+            loss_value = loss_sum / max(total, 1.0)
+            loss = loss * (count * self.dist.world_size / max(total, 1.0))
         self.elapsed = elapsed / self.dist.world_size
         if not math.isfinite(loss_value):
             raise self._stop(f"loss: became {loss_value}")
