@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -344,9 +345,15 @@ def test_a_changed_data_file_is_refused_by_eval_and_resume(tmp_path, capsys):
     assert rc == 0, err
     assert load_checkpoint(out).configs["data_files"]["data"]["path"] == str(data)
     assert cli(capsys, "eval", out)[0] == 0
-    rc, _, err = cli(capsys, "train", "--engine", "numpy", "--resume", out)  # the command that resumes it, named
+    rc, _, err = cli(capsys, "train", "--engine", "numpy", "--resume", out)
+    assert rc == 2
+    assert_one_error_line(err, f"--engine: does not apply to {out}, a classify run")
+    rc, _, err = cli(capsys, "train", "lm", "--resume", out)  # the command that resumes it, named
     assert rc == 2
     assert_one_error_line(err, "was trained by `rnnlab train classify`, not `rnnlab train lm`")
+    rc, stdout, err = cli(capsys, "train", "--resume", out, "--max-steps", "6")  # the task is the run's own
+    assert rc == 0, err
+    assert json.loads(stdout.strip().splitlines()[-1])["step"] == 6
     with open(data, "a", encoding="utf-8") as f:
         f.write("1\ta fine new line\n")
     before = snapshot(out)
@@ -367,3 +374,17 @@ def test_a_text_column_read_as_labels_is_one_line(tmp_path, capsys):
     assert rc == 2 and err.count("\n") == 1, err
     assert "has 30 distinct labels in 30 examples (label column 0, e.g. 'review number 0 was fine')" in err
     assert "--label-column and --text-column" in err and not (tmp_path / "run").exists()
+
+
+def test_options_that_do_not_apply_and_missing_runs_are_named(tmp_path, data, run, capsys):
+    rc, _, err = cli(capsys, "eval", run, "--engine", "numpy")
+    assert rc == 2
+    assert_one_error_line(err, "--engine: does not apply to a classify run")
+    rc, _, err = cli(capsys, "eval", run, "--data", data, "--split", "test")  # --data is what gets scored
+    assert rc == 2
+    assert_one_error_line(err, "split: picks one of the run's own splits", "--split test")
+    # a mistyped folder, or a file inside a run, is not "a language model" whose options are wrong
+    for where in (tmp_path / "no-such-run", run / "model.safetensors"):
+        rc, _, err = cli(capsys, "sample", where, "--input", "a fine film")
+        assert rc == 2
+        assert_one_error_line(err, "not a checkpoint directory", str(where))

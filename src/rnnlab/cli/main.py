@@ -998,13 +998,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
     rc = _tasks.sample_command(args)  # classify/tag/forecast/seq2seq runs; None for language models
     if rc is not None:
         return rc
-    _tasks.check_sample_options(args, "lm")
     from ..data.text import DataError, read_text
     from ..data.words import WordVocab
     from ..generation.sample import WordCodec, encode_prime, sample_lm
     from ..training.lm_run import load_run
 
+    # loaded (and so verified) first: a missing or damaged folder is not "a language model" whose
+    # options are wrong
     loaded = load_run(args.run, args.engine, device=args.device)
+    _tasks.check_sample_options(args, "lm")
     if loaded.engine != loaded.trained_engine and args.engine is None:
         print("note: torch is not installed; sampling with --engine numpy (the same weights)", file=sys.stderr)
     prime = args.prime
@@ -1094,6 +1096,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     _resolve_device(args)
+    if args.data and args.split != "val":
+        raise ValueError(
+            f"split: picks one of the run's own splits, but --data {args.data} is scored instead; got --split {args.split}"
+        )
     rc = _tasks.eval_command(args)  # classify/tag/forecast/seq2seq runs; None for language models
     if rc is not None:
         return rc
@@ -1281,6 +1287,21 @@ def _with_default_task(argv: list[str]) -> list[str]:
         if rest[0] not in TASKS:
             raise ValueError(f"train: unknown task {rest[0]!r}; available: {', '.join(TASKS)}")
         return argv
+    # `rnnlab train --resume RUN` continues RUN with the command that trained it
+    for i, arg in enumerate(rest):
+        run = (
+            rest[i + 1]
+            if arg == "--resume" and i + 1 < len(rest)
+            else arg.partition("=")[2]
+            if arg.startswith("--resume=")
+            else None
+        )
+        if run:
+            task = _tasks.run_task_name(run)
+            if task in TASKS:
+                if any(a == "--engine" or a.startswith("--engine=") for a in rest):
+                    raise ValueError(f"--engine: does not apply to {run}, a {task} run (it trains on the torch engine)")
+                return ["train", task, *rest]
     return ["train", "lm", *rest]
 
 

@@ -640,6 +640,10 @@ def eval_command(args: argparse.Namespace) -> int | None:
     name = run_task_name(args.run)
     if name is None:
         return None
+    if getattr(args, "engine", None) is not None:
+        raise ValueError(
+            f"--engine: does not apply to a {name} run (its model is a torch model), got --engine {args.engine}"
+        )
     import torch
 
     task, model = load_task_run(
