@@ -249,3 +249,69 @@ def test_decoding_never_outputs_padding_or_the_start_token(run, monkeypatch):
     for beam in (1, 3):
         for hyps in task.translate(model, ["1 2 3"], beam_size=beam, n_best=beam):
             assert all("<pad>" not in text and "<bos>" not in text for text, _ in hyps)
+
+
+def test_outputs_longer_than_twice_the_source_are_not_cut(tmp_path, capsys):
+    # one letter in, sixteen characters out: 2·len + 10 = 12 tokens would cut every output
+    data = tmp_path / "expand.tsv"
+    data.write_text("".join(f"{c}\t{c}0123456789ABCDE\n" for _ in range(10) for c in "abcd"), encoding="utf-8")
+    out = tmp_path / "r"
+    rc, _, err = cli(capsys, "train", "seq2seq", "--data", data, "--out", out, "--max-steps", "2", *TINY)
+    assert rc == 0, err
+    task, model = load_task_run(out, load_data=True)
+    assert task.model_config.longest_target == 16  # saved with the run
+
+    import rnnlab.training.seq2seq_task as s2s
+
+    class NeverEnds(s2s.Seq2SeqStepper):  # a decoder that never writes <eos>: it runs to the limit
+        def step(self, tokens, state):
+            logits, state = super().step(tokens, state)
+            logits = logits.clone()
+            logits[:, task.model_config.eos_id] = -1e4
+            return logits, state
+
+    real = s2s.Seq2SeqStepper
+    s2s.Seq2SeqStepper = NeverEnds
+    try:
+        src, lengths = torch.tensor([[task.src_vocab.stoi["a"]]]), torch.tensor([1])
+        (hyp,) = task.decode(model, src, lengths)[0]
+        assert len(hyp.tokens) == s2s.decode_limit(1, 16) == 27
+        # scoring lets a decoder run as long as the reference, whatever the limit says
+        batch = task.make_batch("val", [0])
+        calls = []
+        decode = task.decode
+        task.decode = lambda *a, **k: calls.append(k["max_len"]) or decode(*a, **k)
+        task.batch_sums(model, batch)
+        assert calls == [[27]]
+    finally:
+        s2s.Seq2SeqStepper = real
+
+
+def test_a_reference_unk_never_counts_as_right(run):
+    task, model = load_task_run(run, load_data=True)
+    batch = task.make_batch("val", list(range(8)))
+    unk = task.tgt_vocab.unk_id
+    with torch.no_grad():
+        model.head.bias[unk] = 1e4  # the model now writes <unk> everywhere
+        sums = task.batch_sums(model, batch)
+        batch["tgt_out"][batch["tgt_out"] != task.model_config.pad_id] = unk  # ... and so does the reference
+        sums_unk = task.batch_sums(model, batch)
+    assert sums["correct"] == 0 and sums["exact"] == 0
+    assert sums_unk["correct"] == 0 and sums_unk["exact"] == 0
+
+
+def test_a_run_keeps_its_synthetic_task(run, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    rc, _, err = cli(capsys, "train", "seq2seq", "--resume", copy, "--data", "sort", "--max-steps", "260")
+    assert rc == 2
+    assert_one_error_line(err, "data: the run was trained on the synthetic 'reverse' task", "'sort'")
+    # a file called "reverse" in the current folder does not turn the run's own split into that file
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reverse").write_text("a\tb\n" * 30, encoding="utf-8")
+    rc, stdout, err = cli(capsys, "eval", run)
+    assert rc == 0, err
+    record = json.loads(stdout)
+    assert record["examples"] == 200 and "synthetic 'reverse' task" in record["data"]

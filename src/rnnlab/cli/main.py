@@ -946,7 +946,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         "--length",
         type=int,
         default=None,
-        help="tokens to generate (default: 500; for per-line models the cap per item, 40)",
+        help="tokens to generate (default: 500; for per-line models the cap per item, 40; for seq2seq the cap per output, <eos> included, default max(2 x source length, longest training target + 1) + 10)",
     )
     p.add_argument("--num-samples", type=int, default=None, help="samples to draw (default: 1; 10 for per-line models)")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default: 1.0)")

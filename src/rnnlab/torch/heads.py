@@ -202,6 +202,8 @@ class Seq2SeqConfig(_Config):
         attention: Luong et al. (2015) global attention score: 'general' (h_t^T W h̄_s) or 'dot'
             (h_t^T h̄_s).
         pad_id, bos_id, eos_id: the special target ids (the source shares `pad_id`).
+        longest_target: tokens in the longest training target (without `<eos>`), which decoding
+            allows for whatever the source's length; None: not recorded (runs before it was).
 
     Example:
         >>> Seq2SeqConfig(src_vocab_size=14, tgt_vocab_size=14).decoder_hidden
@@ -220,9 +222,12 @@ class Seq2SeqConfig(_Config):
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
+    longest_target: int | None = None
 
     def __post_init__(self) -> None:
         _positive_int("src_vocab_size", self.src_vocab_size)
+        if self.longest_target is not None:
+            _nonneg_int("longest_target", self.longest_target)
         _positive_int("tgt_vocab_size", self.tgt_vocab_size)
         _choice("cell", self.cell, CELLS)
         for name in ("embedding_dim", "hidden_size", "num_layers"):

@@ -55,9 +55,17 @@ def is_synthetic(spec: str | None) -> bool:
     return spec in SYNTHETIC and not os.path.exists(spec)
 
 
-def decode_limit(src_len: int) -> int:
-    """The most tokens decoded for a source of `src_len` tokens, `<eos>` included: 2·len + 10."""
-    return 2 * int(src_len) + 10
+def decode_limit(src_len: int, longest_target: int | None = None) -> int:
+    """The most tokens decoded for a source of `src_len` tokens, `<eos>` included.
+
+    2·len + 10, and at least the longest training target (`longest_target` tokens) + `<eos>` + 10,
+    so that a task whose outputs are longer than twice its inputs is not cut.
+
+    Example:
+        >>> decode_limit(3), decode_limit(1, longest_target=16)
+        (16, 27)
+    """
+    return max(2 * int(src_len), int(longest_target or 0) + 1) + 10
 
 
 @dataclass(frozen=True)
@@ -170,8 +178,12 @@ class Seq2SeqTask(ExampleTask):
         vocabs: tuple[WordVocab, WordVocab] | None = None,
         model_config: Seq2SeqConfig | None = None,
         train: bool = True,
+        synthetic: bool | None = None,
     ) -> Seq2SeqTask:
         """Generate or read the pairs named by `config.data`; build vocabularies or reuse `vocabs`.
+
+        `synthetic` says whether `config.data` names a built-in task (None: `is_synthetic`, where an
+        existing file of that name wins; a saved run knows, whatever the current folder holds).
 
         Raises:
             DataError: a file line without exactly 2 tab-separated columns or with an empty side
@@ -182,7 +194,7 @@ class Seq2SeqTask(ExampleTask):
             raise DataError(
                 f"data: --data is required: {' or '.join(SYNTHETIC)} (synthetic), or a TSV file of source<TAB>target lines"
             )
-        synthetic = is_synthetic(spec)
+        synthetic = is_synthetic(spec) if synthetic is None else synthetic
         if synthetic:
             train_pairs = synthetic_pairs(spec, options.num_train, config.seed, options)
             name = f"synthetic {spec!r} task"
@@ -227,6 +239,7 @@ class Seq2SeqTask(ExampleTask):
                 pad_id=tgt_vocab.pad_id,
                 bos_id=tgt_vocab.bos_id,
                 eos_id=tgt_vocab.eos_id,
+                longest_target=max((len(ids) for _, ids in splits["train"].encoded), default=None) if train else None,
                 **model_options,
             )
         return cls(splits, src_vocab, tgt_vocab, model_config, config, options)
@@ -242,8 +255,22 @@ class Seq2SeqTask(ExampleTask):
         model_config = Seq2SeqConfig.from_dict(configs["model_config"])
         if not load_data:
             return cls({}, src_vocab, tgt_vocab, model_config, config, options)
+        # files are saved with absolute paths, so a bare task name is the synthetic task it named
+        trained_on = configs.get("train_config", {}).get("data")
+        synthetic = trained_on in SYNTHETIC
+        if config.data != trained_on and (synthetic or is_synthetic(config.data)):
+            what = f"the synthetic {trained_on!r} task" if synthetic else f"the file {trained_on}"
+            raise ValueError(
+                f"data: the run was trained on {what}; --data may only give a moved file's new place, got {config.data!r}"
+            )
         task = cls.from_options(
-            config, options, {}, vocabs=(src_vocab, tgt_vocab), model_config=model_config, train=train
+            config,
+            options,
+            {},
+            vocabs=(src_vocab, tgt_vocab),
+            model_config=model_config,
+            train=train,
+            synthetic=synthetic,
         )
         task.check_data_files(configs.get("data_files"))
         return task
@@ -297,11 +324,22 @@ class Seq2SeqTask(ExampleTask):
     def batch_sums(self, model: nn.Module, batch: Any) -> dict[str, float]:
         logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
         loss, n, correct = masked_token_stats(logits, batch["tgt_out"], self.model_config.pad_id)
-        hyps = self.decode(model, batch["src"], batch["src_lengths"])
+        unk = self.tgt_vocab.unk_id
+        if unk is not None:  # a reference <unk> stands for a token the model cannot write: never right
+            at_unk = batch["tgt_out"] == unk
+            correct -= int(((logits.argmax(-1) == batch["tgt_out"]) & at_unk).sum().item())
+        lengths = batch["tgt_lengths"].cpu().tolist()
+        # decoding may run as long as the reference (+ <eos>): a right answer is never cut short
+        limits = [
+            max(decode_limit(n_src, self.model_config.longest_target), n_ref + 1)
+            for n_src, n_ref in zip(batch["src_lengths"].tolist(), lengths, strict=True)
+        ]
+        hyps = self.decode(model, batch["src"], batch["src_lengths"], max_len=limits)
         exact = 0
         tgt_out = batch["tgt_out"].cpu().numpy()
-        for h, row, length in zip(hyps, tgt_out, batch["tgt_lengths"].cpu().tolist(), strict=True):
-            exact += int(h[0].finished and h[0].tokens == row[:length].tolist())
+        for h, row, length in zip(hyps, tgt_out, lengths, strict=True):
+            ref = row[:length].tolist()
+            exact += int(h[0].finished and h[0].tokens == ref and unk not in ref)
         return {
             "loss_sum": loss.item(),
             "count": float(n),
@@ -343,7 +381,7 @@ class Seq2SeqTask(ExampleTask):
         beam_size: int = 1,
         alpha: float = 1.0,
         n_best: int = 1,
-        max_len: int | None = None,
+        max_len: int | Sequence[int] | None = None,
     ) -> list[list[Hypothesis]]:
         """Decode a padded batch of sources: greedy (beam_size 1) or beam search.
 
@@ -351,14 +389,18 @@ class Seq2SeqTask(ExampleTask):
             model: the `Seq2Seq`.
             src: (B, S) source ids; src_lengths: (B,).
             beam_size, alpha, n_best: see `generation.beam.beam_search`.
-            max_len: tokens at most per output, `<eos>` included (None: `decode_limit` of each source).
+            max_len: tokens at most per output, `<eos>` included: one for all, one per source, or
+                None (`decode_limit` of each source and the longest training target).
 
         Returns:
             For each source, its hypotheses (one with greedy decoding), best first.
         """
         stepper = Seq2SeqStepper(model, src, src_lengths)
         lengths = src_lengths.tolist()
-        limits = [max_len or decode_limit(n) for n in lengths]
+        if isinstance(max_len, Sequence):
+            limits = [int(m) for m in max_len]
+        else:
+            limits = [max_len or decode_limit(n, self.model_config.longest_target) for n in lengths]
         c = self.model_config
         banned = [c.pad_id, c.bos_id]  # padding and the start token are never output
 
