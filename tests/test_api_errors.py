@@ -95,8 +95,14 @@ def test_sample_next_refuses_what_would_draw_wrong_tokens(logits, kwargs, error,
 def test_sample_lm_takes_a_word_vocabulary_as_loaded() -> None:
     vocab = WordVocab.from_text("the cat sat on the mat\n")
     lm = LanguageModel(ModelConfig(vocab_size=len(vocab), hidden_size=8, embedding_dim=4), seed=0)
-    (text,) = sample_lm(lm, vocab, SampleConfig(length=6, prime="the cat", seed=1))
-    assert isinstance(text, str) and text.startswith(" the cat") and "<pad>" not in text
+    lm.train()  # a sample in the middle of training
+    pieces: list[str] = []
+    (text,) = sample_lm(lm, vocab, SampleConfig(length=12, prime="the cat", seed=1), on_text=pieces.append)
+    assert isinstance(text, str) and text.startswith("the cat ") and "<pad>" not in text
+    # words joined by single spaces, none at a line's start; the streamed pieces add up to the text
+    assert all(not line.startswith(" ") and "  " not in line for line in text.split("\n")), repr(text)
+    assert "".join(pieces) == text
+    assert lm.training  # left as it was found
     with pytest.raises(TypeError, match=r"^config: expected a SampleConfig, got dict$"):
         sample_lm(lm, vocab, {"length": 5})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^model: expected a NumPy LanguageModel or a torch one"):

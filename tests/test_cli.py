@@ -270,6 +270,9 @@ def test_numpy_word_level_run(tmp_path: Path, per_line: bool) -> None:
     rc, stdout, err = run_cli(["sample", out, "--seed", "0", "--length", "12"])
     assert rc == 0, err
     assert set(stdout.split()) <= set(vocab["tokens"]) and len(stdout.split()) >= 2
+    assert not any(line.startswith(" ") for line in stdout.splitlines()), repr(stdout)
+    rc, stdout, err = run_cli(["sample", out, "--seed", "0", "--length", "12", "--prime", "the cat"])
+    assert rc == 0 and stdout.startswith("the cat "), (err, stdout)
 
 
 def test_numpy_run_takes_momentum_and_eval_batch_size(tmp_path: Path, greek_file: Path) -> None:
@@ -738,3 +741,34 @@ def test_a_reader_that_goes_away_ends_sample_quietly(greek_run: Path) -> None:
     proc.stdout.close()
     _, err = proc.communicate(timeout=120)
     assert (proc.returncode, err) == (141, b"")
+
+
+def test_per_line_prime_is_one_line(words_run: Path, tmp_path: Path) -> None:
+    rc, out, err = run_cli(["sample", words_run, "--prime", "ab\ncd"])
+    assert (
+        _assert_one_line_error(rc, err)
+        == "error: prime: a per-line model's prime is the start of one item (one line), got 'ab\\ncd'"
+    )
+    assert out == ""
+    # a word model is told the same (it used to read the break as an item's end and carry on)
+    path = tmp_path / "w.txt"
+    path.write_text("the cat sat\na dog ran\nthe bird sang\n" * 20, encoding="utf-8")
+    out_dir = tmp_path / "wl"
+    argv = [
+        "train",
+        "--engine",
+        "numpy",
+        "--level",
+        "word",
+        "--per-line",
+        "--data",
+        path,
+        "--out",
+        out_dir,
+        "--quiet",
+        *TINY,
+    ]
+    rc, _, err = run_cli(argv)
+    assert rc == 0, err
+    rc, _, err = run_cli(["sample", out_dir, "--prime", "the\ncat"])
+    assert "a per-line model's prime is the start of one item" in _assert_one_line_error(rc, err)

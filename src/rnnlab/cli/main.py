@@ -1037,7 +1037,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     vocab = WordCodec(loaded.vocab, loaded.per_line) if is_word else loaded.vocab
-    _, warning = encode_prime(vocab, config)  # errors out before any output
+    _, warning = encode_prime(vocab, config, per_line=loaded.per_line)  # errors out before any output
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     model = loaded.model

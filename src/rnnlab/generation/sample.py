@@ -25,14 +25,16 @@ class PrimeError(DataError):
 class WordCodec:
     """Makes a `WordVocab` look like a `CharVocab` to `generation.sample.sample_lm`.
 
-    Tokens are printed with a leading space and `<eos>` as a line end, so streamed pieces add up
-    to the final text. For a prime, an unknown word is an error, skipped, or mapped to `<unk>`
-    (with `--unknown map`; `--replacement` is for character models).
+    Words are joined by spaces and `<eos>` is a line end; a piece of a stream is decoded `after`
+    the id written before it, so streamed pieces add up to the final text. For a prime, an unknown
+    word is an error, skipped, or mapped to `<unk>` (with `--unknown map`; `--replacement` is for
+    character models).
 
     Example:
         >>> codec = WordCodec(WordVocab.from_text("the cat\\n"))
-        >>> codec.decode(codec.encode_lossy("the cat", "skip")[0])
-        ' the cat'
+        >>> ids = codec.encode_lossy("the cat", "skip")[0]
+        >>> codec.decode(ids), codec.decode(ids[1:], after=int(ids[0]))
+        ('the cat', ' cat')
     """
 
     unit = "word"  # what the sampler's messages call a token
@@ -60,14 +62,18 @@ class WordCodec:
         ids = self.vocab.encode(tokens) if tokens else np.zeros(0, dtype=np.int64)
         return ids, bad
 
-    def decode(self, ids: Any) -> str:
+    def decode(self, ids: Any, after: int | None = None) -> str:
+        """The text of `ids`; `after`: the id written just before them (None: they start the text)."""
         out = []
+        line_start = after is None or after == self.boundary_id or self.vocab.itos[after] == EOS
         for i in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
             tok = self.vocab.itos[i]
             if i == self.boundary_id or tok == EOS:
                 out.append("" if self.boundary_id is not None else "\n")
+                line_start = True
             else:
-                out.append(" " + tok)
+                out.append(tok if line_start else " " + tok)
+                line_start = False
         return "".join(out)
 
 
@@ -141,13 +147,17 @@ def sample_next(
     return np.minimum(idx, p.shape[-1] - 1)
 
 
-def encode_prime(vocab: CharVocab, config: SampleConfig) -> tuple[np.ndarray, str | None]:
+def encode_prime(vocab: CharVocab, config: SampleConfig, *, per_line: bool = False) -> tuple[np.ndarray, str | None]:
     """Encode `config.prime`; returns ids and a warning line when characters were skipped or mapped.
 
-    Raises `PrimeError` naming the unknown characters when `config.unknown` is 'error'.
+    Raises `PrimeError` naming the unknown characters when `config.unknown` is 'error', and for a
+    line break in the prime of a `per_line` model.
     """
     if not isinstance(config, SampleConfig):
         raise TypeError(f"config: expected a SampleConfig, got {type(config).__name__}")
+    if per_line and ("\n" in config.prime or "\r" in config.prime):
+        # a word model would read the break as an item's end and carry on past it
+        raise PrimeError(f"prime: a per-line model's prime is the start of one item (one line), got {config.prime!r}")
     if isinstance(vocab, WordVocab):
         vocab = WordCodec(vocab)
     if not (callable(getattr(vocab, "encode_lossy", None)) and callable(getattr(vocab, "decode", None))):
@@ -223,7 +233,7 @@ def sample_lm(
         vocab = WordCodec(vocab, per_line)
     if per_line and getattr(vocab, "boundary_id", None) is None:
         raise ValueError("per_line: expected a vocabulary with a boundary token (a per-line model's), got none")
-    prime, _ = encode_prime(vocab, config)
+    prime, _ = encode_prime(vocab, config, per_line=per_line)
     rng = np.random.default_rng(config.seed)
     n = config.num_samples
     # tokens never to generate: a word vocabulary's <pad> (`WordCodec`)
@@ -239,6 +249,7 @@ def sample_lm(
         allowed = np.setdiff1d(np.arange(len(vocab)), banned)
         start = rng.choice(allowed, size=(n, 1))
         length -= 1
+    was_training = bool(getattr(model, "training", False))
     model.eval()
     out = [list(row) for row in start]
     finished = np.zeros(n, dtype=bool)
@@ -261,7 +272,8 @@ def sample_lm(
                 else:
                     out[i].append(int(tok))
         if on_text is not None and not finished[0]:
-            on_text(vocab.decode([int(nxt[0])]))
+            piece = [int(nxt[0])]
+            on_text(vocab.decode(piece, after=out[0][-2]) if isinstance(vocab, WordCodec) else vocab.decode(piece))
         if finished.all():
             break
         logits, state = model.forward(nxt[:, None], state)
@@ -269,4 +281,6 @@ def sample_lm(
     rnn = getattr(model, "rnn", None)
     if rnn is not None and hasattr(rnn, "_cache"):  # the NumPy engine keeps activations for a backward
         rnn._cache = None
+    if was_training:  # a sample in the middle of training leaves the model as it found it
+        model.train()
     return [vocab.decode(ids) for ids in out]
