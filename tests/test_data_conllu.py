@@ -232,3 +232,22 @@ def test_feats_and_misc_take_underscore_as_their_empty_value(tmp_path):
     p = write(tmp_path, row(1, "a", "X") + "\n")
     assert read_conllu(p, column="feats") == [(["a"], ["_"])]
     assert read_conllu(p, column="misc") == [(["a"], ["_"])]
+
+
+def test_lemma_may_be_an_underscore(tmp_path):
+    # EWT leaves the lemma of "goeswith" parts unspecified ("_"): --column lemma reads the file
+    p = write(
+        tmp_path,
+        row(1, "a", "X") + "\n" + "\t".join(["2", "Rice@ENRON", "_", "X", "GW", "_", "1", "goeswith", "_", "_"]) + "\n",
+    )
+    assert read_conllu(p, column="lemma") == [(["a", "Rice@ENRON"], ["a", "_"])]
+
+
+@pytest.mark.parametrize("end", ["\n\n" + row(1, "x", "X") + "\n", "\n"])
+def test_a_multiword_range_whose_words_never_come(tmp_path, end):
+    text = row(1, "I", "PRON") + "\n" + "\t".join(["2-3", "gonna", *["_"] * 8]) + "\n" + row(2, "gon", "VERB") + end
+    p = write(tmp_path, text)
+    with pytest.raises(
+        DataError, match=re.escape(f"data: {p} line 2: the ") + ".* ends before word 3 of this multiword range"
+    ):
+        read_conllu(p)

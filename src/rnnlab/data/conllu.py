@@ -85,6 +85,7 @@ def read_conllu(
     sentences: list[tuple[list[str], list[str]]] = []
     words: list[str] = []
     tags: list[str] = []
+    pending: tuple[int, int] | None = None  # (last word ID of an open multiword range, its line)
 
     def where(lineno: int) -> str:
         return f"data: {path} line {lineno}"
@@ -93,6 +94,8 @@ def read_conllu(
     lines = text.split("\n")
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
+            if pending is not None:
+                raise DataError(f"{where(pending[1])}: the sentence ends before word {pending[0]} of this multiword range")
             if words:
                 sentences.append((words, tags))
                 words, tags = [], []
@@ -111,6 +114,7 @@ def read_conllu(
                     f"{where(lineno)}: expected a multiword range starting at word {len(words) + 1} "
                     f"(like {len(words) + 1}-{len(words) + 2}), got ID {wid!r}"
                 )
+            pending = (int(hi), lineno)
             continue
         if "." in wid:
             # an empty node (enhanced dependencies), e.g. "8.1": not a word of the sentence
@@ -125,13 +129,19 @@ def read_conllu(
         form, tag = fields[1], fields[col].strip()
         if not form:
             raise DataError(f"{where(lineno)}: empty FORM (column 2)")
-        if not tag or (tag == "_" and column not in ("feats", "misc")):  # there "_" is the empty value
+        # in FEATS and MISC "_" is the empty value; a LEMMA may be "_" (the underscore's own, or one
+        # the treebank leaves unspecified, as EWT does for its "goeswith" parts)
+        if not tag or (tag == "_" and column not in ("feats", "misc", "lemma")):
             hint = "; this treebank has no XPOS tags: tag UPOS (--column upos)" if column == "xpos" else ""
             raise DataError(f"{where(lineno)}: no {column.upper()} tag (column {col + 1} is {tag or 'empty'!r}){hint}")
         if tag_vocab is not None and tag not in tag_vocab:
             raise DataError(tag_vocab._unknown_message(tag, f"{path} line {lineno}", kind="tag"))
         words.append(form)
         tags.append(tag)
+        if pending is not None and len(words) >= pending[0]:
+            pending = None
+    if pending is not None:
+        raise DataError(f"{where(pending[1])}: the file ends before word {pending[0]} of this multiword range")
     if words:  # the last sentence may lack its closing blank line
         sentences.append((words, tags))
     if not sentences:

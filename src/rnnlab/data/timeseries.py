@@ -30,6 +30,8 @@ from .text import DataError
 
 
 def _parse_number(s: str) -> float | None:
+    if "_" in s:  # float() takes Python's 1_000, which no CSV writer produces
+        return None
     try:
         x = float(s)
     except ValueError:
@@ -38,6 +40,8 @@ def _parse_number(s: str) -> float | None:
 
 
 def _is_float(s: str) -> bool:
+    if "_" in s:
+        return False
     try:
         float(s)
     except ValueError:
