@@ -329,7 +329,7 @@ def test_every_task_option_has_help_and_a_default(task):
         "max_vocab",
     }
     optional_by_design |= {"checkpoint_every", "patience", "threads", "keep_best", "momentum", "device", "precision"}
-    optional_by_design |= {"plateau_factor", "plateau_patience", "eval_batch_size", "help"}
+    optional_by_design |= {"plateau_factor", "plateau_patience", "eval_batch_size", "help", "header"}
     for action in parser._actions:
         assert action.help, f"{task} --{action.dest} has no help text"
         if action.dest not in optional_by_design:
@@ -388,3 +388,18 @@ def test_options_that_do_not_apply_and_missing_runs_are_named(tmp_path, data, ru
         rc, _, err = cli(capsys, "sample", where, "--input", "a fine film")
         assert rc == 2
         assert_one_error_line(err, "not a checkpoint directory", str(where))
+
+
+def test_header_option_overrides_the_detection(tmp_path, capsys):
+    # column names the detection does not know, and a class seen once: the header read as an example
+    intents = ["book_flight", "weather", "play_music", "set_alarm"]
+    rows = ["intent\tquery"] + [f"{intents[i % 4]}\tplease do thing number {i}" for i in range(40)]
+    data = tmp_path / "intents.tsv"
+    data.write_text("\n".join([*rows, "cancel_order\tcancel my order"]) + "\n", encoding="utf-8")
+    for flag, classes in (("--no-header", 6), ("--header", 5)):
+        out = tmp_path / flag.strip("-")
+        rc, _, err = cli(capsys, "train", "classify", "--data", data, "--out", out, flag, "--max-steps", "1", *TINY)
+        assert rc == 0, err
+        labels = json.loads((out / "labels.json").read_text(encoding="utf-8"))
+        assert len(labels["labels"] if isinstance(labels, dict) else labels) == classes, labels
+        assert ("intent" in json.dumps(labels)) is (flag == "--no-header")

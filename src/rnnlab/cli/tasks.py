@@ -127,6 +127,7 @@ CLASSIFY_DEFAULTS: dict[str, Any] = {
     "max_len": 400,
     "label_column": "0",
     "text_column": "1",
+    "header": None,
     "cell": "lstm",
     "hidden_size": 128,
     "layers": 1,
@@ -164,6 +165,13 @@ def _add_classify_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--text-column", help=f"the text's column: 0-based index or header name (default: {d['text_column']})"
     )
+    g.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether the files' first row is a header (default: detected, from the columns' names or a first "
+        "label that no other row has)",
+    )
     g.add_argument("--level", choices=["word", "char"], help=f"tokens: words or characters (default: {d['level']})")
     _vocab_arguments(g, d)
     g.add_argument("--max-len", type=int, help=f"read at most this many tokens of a text (default: {d['max_len']})")
@@ -189,6 +197,7 @@ def _build_classify(args: argparse.Namespace, options: dict[str, Any]) -> tuple[
         test=options["test"],
         label_column=_int_option(options, "label_column"),
         text_column=_int_option(options, "text_column"),
+        header=options["header"],
         lower=bool(options["lower"]),
         min_freq=options["min_freq"],
         max_vocab=options["max_vocab"],

@@ -95,7 +95,9 @@ def read_conllu(
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             if pending is not None:
-                raise DataError(f"{where(pending[1])}: the sentence ends before word {pending[0]} of this multiword range")
+                raise DataError(
+                    f"{where(pending[1])}: the sentence ends before word {pending[0]} of this multiword range"
+                )
             if words:
                 sentences.append((words, tags))
                 words, tags = [], []

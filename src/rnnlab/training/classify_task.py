@@ -223,6 +223,7 @@ class ClassifyOptions:
         val: validation file (None: hold out `val_fraction` of the training file).
         test: test file, scored once at the end (None: none).
         label_column, text_column: column index or header name.
+        header: whether each file's first row is a header (None: detected, see `load_classification`).
         lower: lowercase the texts.
         min_freq, max_vocab: tokens rarer than min_freq, or past the max_vocab most frequent,
             become `<unk>`.
@@ -233,6 +234,7 @@ class ClassifyOptions:
     test: str | None = None
     label_column: int | str = 0
     text_column: int | str = 1
+    header: bool | None = None
     lower: bool = False
     min_freq: int = 1
     max_vocab: int | None = None
@@ -247,6 +249,8 @@ class ClassifyOptions:
             isinstance(self.max_vocab, bool) or not isinstance(self.max_vocab, int) or self.max_vocab < 1
         ):
             raise ValueError(f"max_vocab: expected a positive integer, got {self.max_vocab!r}")
+        if self.header not in (None, True, False):
+            raise ValueError(f"header: expected true, false or None (detect), got {self.header!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -301,7 +305,11 @@ def encode_texts(texts: Sequence[str], vocab: WordVocab, max_len: int) -> list[n
 def load_text_set(path: str, options: ClassifyOptions, vocab: WordVocab, labels: LabelVocab) -> TextSet:
     """A labelled file encoded with a trained run's vocabularies; an unknown label names its line."""
     texts, labs = load_classification(
-        path, label_column=options.label_column, text_column=options.text_column, label_vocab=labels
+        path,
+        label_column=options.label_column,
+        text_column=options.text_column,
+        header=options.header,
+        label_vocab=labels,
     )
     return TextSet(encode_texts(texts, vocab, options.max_len), labels.encode(labs), texts, path)
 
@@ -371,7 +379,9 @@ class ClassifyTask(ExampleTask):
             DataError: one line for every problem with the data (file, line, what was expected).
         """
         path = data_path(config.data)
-        texts, labs = load_classification(path, label_column=options.label_column, text_column=options.text_column)
+        texts, labs = load_classification(
+            path, label_column=options.label_column, text_column=options.text_column, header=options.header
+        )
         if labels is None:
             # every class of the training file (before a held-out split) is a class of the task
             labels = LabelVocab.from_labels(labs)
@@ -390,7 +400,11 @@ class ClassifyTask(ExampleTask):
             train_texts, train_labs = texts, labs
             val_path = data_path(options.val, "--val")
             val_texts, val_labs = load_classification(
-                val_path, label_column=options.label_column, text_column=options.text_column, label_vocab=labels
+                val_path,
+                label_column=options.label_column,
+                text_column=options.text_column,
+                header=options.header,
+                label_vocab=labels,
             )
             val_source = val_path
         if len(labels) < 2:
