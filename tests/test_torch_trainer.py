@@ -170,3 +170,18 @@ def test_trainer_rejects_wrong_arguments(tmp_path: Path) -> None:
     task.model_config = None  # would only fail at the first checkpoint, after the training
     with pytest.raises(TypeError, match=r"^task.model_config: expected a config with to_dict\(\) .*, got NoneType"):
         Trainer(task, TrainConfig(max_steps=1), tmp_path)
+
+
+def test_the_checkpoint_is_saved_before_an_evaluation_is_logged(tmp_path: Path) -> None:
+    # `rnnlab train ... 2>&1 | head -2`: the log's pipe closes as the first evaluation is said
+    def closed_pipe(line: str) -> None:
+        if line.startswith("step "):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    config = TrainConfig(engine="torch", max_steps=6, eval_every=2, lr=0.05, batch_size=32)
+    with pytest.raises(BrokenPipeError):
+        Trainer(Blobs(), config, tmp_path / "run", log=closed_pipe).fit()
+    state = json.loads((tmp_path / "run" / "train_state.json").read_text(encoding="utf-8"))
+    assert state["step"] == 2  # resumable, not a best/ alone
+    record = Trainer(Blobs(), config, tmp_path / "run", resume=True).fit()
+    assert record["step"] == 6

@@ -430,6 +430,7 @@ class Trainer:
         self.best_val = math.inf
         self.evals_since_best = 0
         self.pending_losses: list[float] = []  # training losses since the last evaluation
+        self.pending_log: list[str] = []  # evaluation lines not yet said (see `_flush_log`)
         self.carry: Carry = None
         self.history: list[dict[str, Any]] = []  # the metrics records, for loss.png
         self.stopped_early = False
@@ -543,12 +544,14 @@ class Trainer:
                         evaluated = True
                     if evaluated or (c.checkpoint_every and self.step % c.checkpoint_every == 0 and not finished):
                         self._save()
+                    self._flush_log()
                     if stop_at_step is not None and self.step >= stop_at_step and not finished:
                         if not evaluated:
                             self._save()
                         return record
                 record = self._finish()
                 self._save()
+                self._flush_log()
         finally:
             torch.set_num_threads(threads_before)
             if self.dist.enabled and torch.distributed.is_initialized():
@@ -674,14 +677,19 @@ class Trainer:
             self.history.append(rec)
             self._write_metrics()
             self._plot()
-            if self.log is not None:
+            if self.log is not None:  # said once the checkpoint is saved (`_flush_log`): a closed pipe
+                # that kills the run as it logs must not leave a folder with a best/ and no checkpoint
                 extra = "".join(f"  {k} {v:.4f}" for k, v in rec.items() if k.startswith("test_"))
                 train = f"{rec['train_loss']:.4f}" if rec["train_loss"] is not None else "-"
-                self.log(
+                self.pending_log.append(
                     f"step {self.step}: train {train}  val {val_loss:.4f}{extra}  lr {rec['lr']:.2e}  ({self.elapsed:.0f}s)"
                     + ("  early stop" if self.stopped_early else "")
                 )
         return rec
+
+    def _flush_log(self) -> None:
+        while self.pending_log and self.log is not None:
+            self.log(self.pending_log.pop(0))
 
     def _write_metrics(self) -> None:
         write_metrics(self.out_dir, self.history)
