@@ -88,8 +88,8 @@ def test_train_config_rejects(changes: dict, field: str) -> None:
         ({"temperature": math.inf}, "temperature"),
         ({"top_k": 0}, "top_k"),
         ({"unknown": "ignore"}, "unknown"),
-        ({"unknown": "map"}, "replacement"),
         ({"unknown": "map", "replacement": "ab"}, "replacement"),
+        ({"replacement": ""}, "replacement"),
     ],
 )
 def test_sample_config_rejects(changes: dict, field: str) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from rnnlab.config import ModelConfig, SampleConfig
 from rnnlab.data.text import CharVocab, DataError
+from rnnlab.data.words import WordVocab
 from rnnlab.generation.sample import PrimeError, encode_prime, sample_lm, sample_next
 from rnnlab.scratch.losses import softmax
 from rnnlab.scratch.models import LanguageModel
@@ -122,6 +123,14 @@ def test_encode_prime_skip_and_map(vocab: CharVocab) -> None:
 def test_encode_prime_replacement_must_be_in_the_vocabulary(vocab: CharVocab) -> None:
     with pytest.raises(PrimeError, match="replacement"):
         encode_prime(vocab, SampleConfig(prime="x", unknown="map", replacement="Q"))
+    # a character model needs one; a word model maps to <unk> and needs none
+    with pytest.raises(
+        PrimeError, match=r"^replacement: a character model maps unknown prime characters \('x' \(U\+0078\)\)"
+    ):
+        encode_prime(vocab, SampleConfig(prime="x", unknown="map"))
+    words = WordVocab.from_text("the cat\n")
+    ids, warning = encode_prime(words, SampleConfig(prime="the dog", unknown="map"))
+    assert words.decode(ids) == ["the", "<unk>"] and warning is not None and "<unk>" in warning
 
 
 def test_encode_prime_many_unknown_characters_are_elided(vocab: CharVocab) -> None:

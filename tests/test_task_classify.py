@@ -254,7 +254,7 @@ def test_bad_option_values(tmp_path, data, capsys):
         capsys, "train", "classify", "--data", data, "--hidden-size", "0", "--out", tmp_path / "r", "--quiet"
     )
     assert rc == 2
-    assert_one_error_line(err, "hidden_size", "positive integer", "0")
+    assert_one_error_line(err, "--hidden-size:", "positive integer", "0")
     rc, _, err = cli(
         capsys, "train", "classify", "--data", data, "--label-column", "stars", "--out", tmp_path / "r", "--quiet"
     )
@@ -403,3 +403,13 @@ def test_header_option_overrides_the_detection(tmp_path, capsys):
         labels = json.loads((out / "labels.json").read_text(encoding="utf-8"))
         assert len(labels["labels"] if isinstance(labels, dict) else labels) == classes, labels
         assert ("intent" in json.dumps(labels)) is (flag == "--no-header")
+
+
+def test_a_missing_val_or_test_file_names_its_option(tmp_path, data, capsys):
+    for option in ("--val", "--test"):
+        rc, _, err = cli(
+            capsys, "train", "classify", "--data", data, option, tmp_path / "nope.tsv", "--out", tmp_path / "r", *TINY
+        )
+        assert rc == 2
+        assert_one_error_line(err, f"error: {option}: file not found: {tmp_path / 'nope.tsv'}")
+        assert not (tmp_path / "r").exists()

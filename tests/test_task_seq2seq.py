@@ -315,3 +315,30 @@ def test_a_run_keeps_its_synthetic_task(run, tmp_path, capsys, monkeypatch):
     assert rc == 0, err
     record = json.loads(stdout)
     assert record["examples"] == 200 and "synthetic 'reverse' task" in record["data"]
+
+
+@pytest.mark.parametrize(
+    ("data", "argv", "message"),
+    [
+        (
+            "pairs",
+            ["--alphabet", "letters"],
+            "--alphabet: applies to the synthetic tasks (--data reverse or sort), not to the file",
+        ),
+        ("pairs", ["--num-train", "5"], "--num-train: applies to the synthetic tasks"),
+        (
+            "reverse",
+            ["--level", "word"],
+            "--level: the synthetic 'reverse' task is made of characters, got --level word",
+        ),
+        ("reverse", ["--val-fraction", "0.2"], "--val-fraction: applies to a file of pairs"),
+    ],
+)
+def test_data_options_that_do_not_apply_are_refused(tmp_path, capsys, data, argv, message):
+    if data == "pairs":
+        data = tmp_path / "pairs.tsv"
+        data.write_text("ab\tba\ncd\tdc\n" * 20, encoding="utf-8")
+    rc, _, err = cli(capsys, "train", "seq2seq", "--data", data, *argv, "--out", tmp_path / "r", *TINY)
+    assert rc == 2
+    assert_one_error_line(err, message)
+    assert not (tmp_path / "r").exists()

@@ -151,7 +151,7 @@ def test_word_level_language_model(tmp_path: Path, text_file: Path) -> None:
     assert vocab["type"] == "word" and "cat" in vocab["tokens"]
     rc, stdout, err = run_cli(["sample", out, "--prime", "The cat", "--length", "12", "--seed", "1"])
     assert rc == 0, err
-    assert stdout.startswith(" The cat")
+    assert stdout.startswith("The cat ")
     rc, stdout, err = run_cli(["eval", out])
     assert rc == 0 and json.loads(stdout)["unit"] == "word"
     foreign = tmp_path / "foreign.txt"
@@ -228,8 +228,8 @@ def test_toml_options_and_flags_override(tmp_path: Path, text_file: Path) -> Non
         (["train", "--engine", "numpy", "--threads", "2"], "torch"),
         (["train", "--device", "tpu"], "device:"),
         (["train", "--device", "cpu", "--precision", "bf16"], "precision:"),
-        (["train", "--tie-weights", "--embedding-dim", "16"], "tie_weights:"),
-        (["train", "--data", "x.txt", "--test-size", "5"], "test_size:"),
+        (["train", "--tie-weights", "--embedding-dim", "16"], "--tie-weights:"),
+        (["train", "--data", "x.txt", "--test-size", "5"], "--test-size:"),
         (["eval", "no/such/run"], "checkpoint"),
     ],
 )

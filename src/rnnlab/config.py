@@ -293,7 +293,8 @@ class SampleConfig(_Config):
         greedy: always take the most likely token (ignores temperature and top_k).
         prime: text that sets the state before generating (not for per-line models' boundary).
         unknown: what to do with prime characters outside the vocabulary: 'error', 'skip' or 'map'.
-        replacement: the character that 'map' puts in their place.
+        replacement: the character that 'map' puts in their place, for a character model (a word
+            model maps to `<unk>`, and needs none).
         seed: random seed (None: fresh entropy).
 
     Example:
@@ -328,6 +329,5 @@ class SampleConfig(_Config):
             _number("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _choice("unknown", self.unknown, ("error", "skip", "map"))
         _non_negative_int("seed", self.seed, optional=True)
-        if self.unknown == "map" and (self.replacement is None or len(self.replacement) != 1):
-            got = "none" if self.replacement is None else repr(self.replacement)
-            raise ValueError(f"replacement: expected one character with unknown='map', got {got}")
+        if self.replacement is not None and len(self.replacement) != 1:
+            raise ValueError(f"replacement: expected one character, got {self.replacement!r}")

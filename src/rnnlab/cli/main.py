@@ -1022,8 +1022,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
             f"replacement: a word-level model maps unknown prime words to <unk>; --replacement is for character "
             f"models, got --replacement {replacement!r}"
         )
-    if is_word and args.unknown == "map":
-        replacement = "?"  # SampleConfig wants one; a word model maps to <unk> whatever it is
     config = SampleConfig(
         length=args.length if args.length is not None else (40 if loaded.per_line else 500),
         num_samples=args.num_samples if args.num_samples is not None else (10 if loaded.per_line else 1),
@@ -1314,6 +1312,16 @@ OPTIONAL_MODULES = {
 }
 
 
+def _as_flag(message: str, args: argparse.Namespace) -> str:
+    """A config's error names its field ("val_fraction: ..."); on the command line, name the option
+    that sets it ("--val-fraction: ...")."""
+    head, sep, rest = message.partition(":")
+    dest = {"num_layers": "layers"}.get(head, head)  # ModelConfig's name for --layers
+    if sep and "_" in head and head.isidentifier() and head.islower() and hasattr(args, dest):
+        return f"--{dest.replace('_', '-')}:{rest}"
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rnnlab` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -1363,7 +1371,7 @@ def main(argv: list[str] | None = None) -> int:
         error(OPTIONAL_MODULES[e.name])
         return 2
     except (ValueError, TypeError, OSError) as e:  # user errors: one line, no traceback
-        error(e)
+        error(_as_flag(str(e), args))
         return 2
     except (KeyError, IndexError) as e:
         run = getattr(args, "resume", None) or getattr(args, "run", None)

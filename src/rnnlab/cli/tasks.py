@@ -508,12 +508,38 @@ def _add_seq2seq_arguments(p: argparse.ArgumentParser) -> None:
     )  # the help quotes its defaults
 
 
+def _check_seq2seq_data_options(options: dict[str, Any]) -> None:
+    """Refuse, rather than ignore, the data options that mean nothing for this --data."""
+    from ..training.seq2seq_task import is_synthetic
+
+    data, given = options.get("data"), options["_given"]
+    if not data:
+        return  # the task says that --data is required
+    if is_synthetic(data):
+        for name in ("val_fraction",):
+            if name in given:
+                raise ValueError(
+                    f"--{name.replace('_', '-')}: applies to a file of pairs; the synthetic {data!r} task draws --num-val pairs"
+                )
+        if "level" in given and options["level"] != "char":
+            raise ValueError(
+                f"--level: the synthetic {data!r} task is made of characters, got --level {options['level']}"
+            )
+    else:
+        for name in ("num_train", "num_val", "min_length", "max_length", "alphabet"):
+            if name in given:
+                raise ValueError(
+                    f"--{name.replace('_', '-')}: applies to the synthetic tasks (--data reverse or sort), not to the file {data}"
+                )
+
+
 def _build_seq2seq(args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
     from ..torch.heads import Seq2SeqConfig
     from ..training.seq2seq_task import Seq2SeqOptions, Seq2SeqTask
 
     if "_resume" in options:
         return _resumed(Seq2SeqTask, args, options)
+    _check_seq2seq_data_options(options)
     config = train_config_from(options, engine="torch")
     task_options = Seq2SeqOptions(
         val=options["val"],

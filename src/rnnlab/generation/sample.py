@@ -182,6 +182,11 @@ def encode_prime(vocab: CharVocab, config: SampleConfig, *, per_line: bool = Fal
             f"(use --unknown skip to drop them, or {how})"
         )
     if config.unknown == "map":
+        if map_to is None and config.replacement is None:
+            raise PrimeError(
+                f"replacement: a character model maps unknown prime characters ({shown}) to a character of its "
+                "own: give one (--replacement C)"
+            )
         if map_to is None and config.replacement not in vocab:
             raise PrimeError(f"replacement: {config.replacement!r} is not in the model's vocabulary either")
         ids, _ = vocab.encode_lossy(config.prime, unknown="map", replacement=config.replacement)

@@ -57,7 +57,12 @@ def data_path(spec: str | None, what: str = "--data") -> str:
     """
     if not spec:
         raise DataError(f"data: {what} is required (the file to train on)")
-    return str(resolve_data(spec))
+    try:
+        return str(resolve_data(spec))
+    except DataError as e:
+        if what == "--data":
+            raise
+        raise DataError(f"{what}: {str(e).removeprefix('data: ')}") from None
 
 
 def held_out_split(n: int, fraction: float, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
