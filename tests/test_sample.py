@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -208,3 +210,11 @@ def test_sample_lm_unknown_prime_raises_before_generating(vocab: CharVocab) -> N
     with pytest.raises(PrimeError):
         sample_lm(_model(vocab), vocab, SampleConfig(prime="xyz"), on_text=pieces.append)
     assert pieces == []
+
+
+def test_word_prime_messages_show_code_points_and_blank_primes() -> None:
+    words = WordVocab.from_text("e\u0301te cat\n")  # e + a combining accent
+    with pytest.raises(PrimeError, match=re.escape("'\u00e9te' (U+00E9 U+0074 U+0065)")):  # precomposed é: another word
+        encode_prime(words, SampleConfig(prime="\u00e9te"))
+    ids, warning = encode_prime(words, SampleConfig(prime="   "))
+    assert len(ids) == 0 and warning == "prime: '   ' holds no word; sampling starts unprimed"

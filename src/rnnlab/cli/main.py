@@ -1137,10 +1137,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if isinstance(vocab, WordVocab) and vocab.unk_id is not None:
                 # scored all the same, as the run's own validation split is, but said: a text in another
                 # language or domain would otherwise get a plausible-looking loss over <unk> tokens
-                unknown = int(np.count_nonzero(np.asarray(tokens) == vocab.unk_id))
+                ids = np.asarray(tokens)
+                unknown = int(np.count_nonzero(ids == vocab.unk_id))
                 if unknown:
+                    # line ends are tokens of the model, not words of the text
+                    ends = [i for i in (vocab.eos_id, getattr(vocab, "bos_id", None)) if i is not None]
+                    words = len(ids) - int(np.count_nonzero(np.isin(ids, ends)))
                     print(
-                        f"warning: {unknown:,} of the {len(tokens):,} word tokens of {source} are not in the run's "
+                        f"warning: {unknown:,} of the {words:,} words of {source} are not in the run's "
                         "vocabulary and are scored as <unk>",
                         file=sys.stderr,
                     )

@@ -165,11 +165,17 @@ def encode_prime(vocab: CharVocab, config: SampleConfig, *, per_line: bool = Fal
     if not config.prime:
         return np.zeros(0, dtype=np.int64), None
     ids, unknown = vocab.encode_lossy(config.prime, unknown="skip")
+    if not len(ids) and not unknown:  # a word model's prime of blanks: nothing to prime with
+        return ids, f"prime: {config.prime!r} holds no {getattr(vocab, 'unit', 'character')}; sampling starts unprimed"
     if not unknown:
         return ids, None
     # a word vocabulary (`WordCodec`) says so; its unknown words map to <unk>
     unit, map_to = getattr(vocab, "unit", "character"), getattr(vocab, "map_to", None)
-    shown = ", ".join(f"{t!r} (U+{ord(t):04X})" if len(t) == 1 else repr(t) for t in unknown[:10])
+    # code points, so that a word that looks like a known one (é precomposed, or e + a combining accent) shows why not
+    shown = ", ".join(
+        repr(t) if t.isascii() and len(t) > 1 else f"{t!r} ({' '.join(f'U+{ord(c):04X}' for c in t)})"
+        for t in unknown[:10]
+    )
     shown += " …" if len(unknown) > 10 else ""
     if config.unknown == "error":
         how = (
