@@ -264,6 +264,13 @@ def test_named_dataset_download_is_verified(server, monkeypatch):
     path = resolve_data("hamlet")
     assert path.name == "hamlet.txt" and path.read_bytes() == data
     assert resolve_data("hamlet") == path and server.requests == ["/input.txt"]
+    # a folder of that name in the current directory does not hide the data set; a file does
+    monkeypatch.chdir(path.parent.parent)
+    Path("hamlet").mkdir(exist_ok=True)
+    assert resolve_data("hamlet") == path
+    Path("hamlet").rmdir()
+    Path("hamlet").write_text("my own hamlet\n", encoding="utf-8")
+    assert resolve_data("hamlet") == Path("hamlet")
 
 
 @pytest.mark.skipif(not SHAKESPEARE.exists(), reason="../shared/data/tinyshakespeare.txt not available")

@@ -736,7 +736,7 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
         dest="task_input",
         metavar="TEXT",
         help="what to predict for: a text (classify), a sentence of space-separated tokens as the treebank splits "
-        "them, e.g. \"I do n't know .\" (tag), a source (seq2seq), or values (forecast) "
+        'them, e.g. "I do n\'t know ." (tag), a source (seq2seq), or values (forecast) '
         "(default: none; forecast: the end of the run's series)",
     )
     g.add_argument("--input-file", metavar="FILE", help="one input per line (classify, tag, seq2seq) (default: none)")

@@ -224,7 +224,7 @@ def resolve_data(
 
     Args:
         spec: a file path, an http(s) URL, or a name from `DATASETS` (e.g. "tinyshakespeare").
-            An existing file wins over a data set of the same name.
+            An existing file wins over a data set of the same name (a folder does not).
         cache_dir, timeout: as for `fetch`.
 
     Returns:
@@ -241,7 +241,7 @@ def resolve_data(
     if is_url(text):
         return fetch(text, cache_dir, timeout=timeout)
     path = Path(text).expanduser()
-    if path.exists():
+    if path.is_file() or (path.exists() and text not in DATASETS):  # a folder does not hide a data set's name
         return path
     if text in DATASETS:
         ds = DATASETS[text]
