@@ -162,3 +162,54 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path: Path,
     (stale / "model.bin").write_bytes(b"x" * 100)
     run_experiment("zz", out)
     assert not stale.exists()
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs."""
+
+
+@pytest.mark.parametrize("renames_before_kill", range(9))  # 8 renames: journal, 2 aside, 1 kept, 3 in, outputs
+def test_a_run_killed_while_it_moves_its_files_in_is_finished_by_the_next(
+    tmp_path: Path, fake: dict, monkeypatch: pytest.MonkeyPatch, renames_before_kill: int
+) -> None:
+    import subprocess
+    import sys
+
+    from rnnlab.experiments import registry
+
+    out = tmp_path / "zz"
+    run_experiment("zz", out)  # the earlier run: fig.png and summary.txt
+    (out / "table.csv").write_text("mine", encoding="utf-8")  # a user's file, in the way of a new one
+    fake["files"] = {"summary.txt": b"second", "table.csv": b"new table", "extra.png": b"png-2"}
+    real, calls = registry.os.replace, []
+
+    def replace(src, dst):  # the kill lands after `renames_before_kill` renames of the swap
+        if len(calls) == renames_before_kill:
+            raise _Killed
+        calls.append((src, dst))
+        real(src, dst)
+
+    monkeypatch.setattr(registry.os, "replace", replace)
+    try:
+        run_experiment("zz", out)
+        finished = True
+    except _Killed:
+        finished = False
+    monkeypatch.setattr(registry.os, "replace", real)
+    if not finished:  # the killed process is gone: give its folders a dead process's id
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        for p in out.glob(".*partial-*"):
+            p.rename(p.with_name(p.name.replace(f"-{__import__('os').getpid()}-", f"-{int(dead.stdout)}-")))
+        registry._remove_dead_stages(out)
+    files = _files(out)
+    if renames_before_kill == 0:  # killed as it wrote its journal: before the swap began, so the earlier run stands
+        assert json.loads(files.pop(OUTPUTS_FILE)) == {"files": ["fig.png", "summary.txt"]}
+        assert files == {"fig.png": b"png-1", "summary.txt": b"the first summary", "table.csv": b"mine"}
+        assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [OUTPUTS_FILE]
+        return
+    # after it: the second run's files, listed; the earlier run's gone; the user's file kept aside
+    kept = [k for k in files if k.startswith("earlier-files-")]
+    assert len(kept) == 1 and files.pop(kept[0]) == b"mine"
+    assert json.loads(files.pop(OUTPUTS_FILE)) == {"files": ["extra.png", "summary.txt", "table.csv"]}
+    assert files == {"extra.png": b"png-2", "summary.txt": b"second", "table.csv": b"new table"}
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [OUTPUTS_FILE]

@@ -133,6 +133,9 @@ def staged_output(out: Path, owner: str | None = None) -> Iterator[Path]:
     owned = set(_earlier_outputs(out, owner))
     old = out / f".replaced-{stage.name}"
     old.mkdir()
+    # the swap below is a handful of renames; killed in the middle of it, the next run finishes it
+    # from this journal (`_finish_dead_swaps`), so the folder never stays half old, half new
+    write_text_atomic(old / SWAP_JOURNAL, json.dumps({"files": new, "replaced": sorted(owned)}) + "\n")
     kept = []
     for name in sorted({*owned, *new}):
         if (out / name).exists() or (out / name).is_symlink():
@@ -153,11 +156,68 @@ def staged_output(out: Path, owner: str | None = None) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+SWAP_JOURNAL = ".swap.json"  # inside .replaced-<stage>: the files a finished run is moving into `out`
+
+
+def _finish_dead_swaps(out: Path) -> None:
+    """Finish the swap of a run killed while it moved its files into `out` (see `staged_output`).
+
+    The run had finished (its journal lists its files), so its remaining files move in, its outputs
+    are listed, and the earlier run's files it had set aside go. Without a journal the kill came
+    before the swap began: the set-aside folder is empty or holds only what goes back.
+    """
+    for old in out.glob(".replaced-.partial-*"):
+        stage = out / old.name.removeprefix(".replaced-")
+        if _alive(stage):
+            continue
+        try:
+            journal = json.loads((old / SWAP_JOURNAL).read_text(encoding="utf-8"))
+            files = [n for n in journal["files"] if _plain_name(n)]
+            replaced = {n for n in journal.get("replaced", []) if _plain_name(n)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            files = None
+        if files is not None and stage.is_dir():
+            moving = [n for n in files if (stage / n).exists()]
+            mine = [n for n in moving if (out / n).exists() and n not in replaced]  # a user's file in the way
+            if mine:
+                keep = out / f"earlier-files-{time.strftime('%Y%m%d-%H%M%S')}"
+                keep.mkdir(exist_ok=True)
+                for n in mine:
+                    os.replace(out / n, keep / n)
+            for n in replaced - set(files):  # the earlier run's files not yet set aside
+                if (out / n).exists() or (out / n).is_symlink():
+                    os.replace(out / n, old / n)
+            for n in moving:
+                os.replace(stage / n, out / n)
+            write_text_atomic(out / OUTPUTS_FILE, json.dumps({"files": files}) + "\n")
+        elif files is None:  # killed before the journal: put back what was set aside
+            for p in old.iterdir():
+                if not (out / p.name).exists():
+                    os.replace(p, out / p.name)
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _plain_name(name: object) -> bool:
+    return isinstance(name, str) and bool(name) and "/" not in name and name not in (".", "..")
+
+
+def _alive(stage: Path) -> bool:
+    """Whether the process that made the staging folder `stage` (".partial-PID-...") still runs."""
+    try:
+        os.kill(int(stage.name.split("-")[1]), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (ValueError, IndexError, OSError):
+        return True  # not ours to judge: leave it
+    return True
+
+
 def _earlier_outputs(out: Path, owner: str | None) -> list[str]:
     """The names the last finished run put into `out`."""
     try:
         earlier = json.loads((out / OUTPUTS_FILE).read_text(encoding="utf-8"))["files"]
-        return [n for n in earlier if isinstance(n, str) and n and "/" not in n and n not in (".", "..")]
+        return [n for n in earlier if _plain_name(n)]
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:  # a folder an experiment wrote before outputs were listed: all of it is that experiment's
@@ -170,15 +230,12 @@ def _earlier_outputs(out: Path, owner: str | None) -> list[str]:
 
 
 def _remove_dead_stages(out: Path) -> None:
-    """Delete the staging folders of runs that were killed (their process is gone)."""
+    """Finish the swaps of killed runs, then delete the staging folders of runs that were killed
+    before they finished (their process is gone)."""
+    _finish_dead_swaps(out)
     for stage in out.glob(".partial-*"):
-        try:
-            pid = int(stage.name.split("-")[1])
-            os.kill(pid, 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
+        if not _alive(stage):
             shutil.rmtree(stage, ignore_errors=True)
-        except (ValueError, IndexError, OSError):
-            continue
 
 
 def run_experiment(
