@@ -773,3 +773,47 @@ def test_per_line_prime_is_one_line(words_run: Path, tmp_path: Path) -> None:
     assert rc == 0, err
     rc, _, err = run_cli(["sample", out_dir, "--prime", "the\ncat"])
     assert "a per-line model's prime is the start of one item" in _assert_one_line_error(rc, err)
+
+
+def test_a_new_run_never_overwrites_user_files_it_would_write(tmp_path: Path, greek_file: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "vocab.json").write_text("my precious vocab", encoding="utf-8")
+    (out / "metrics.jsonl").write_text('{"my": "log"}\n', encoding="utf-8")
+    (out / "notes.md").write_text("mine too", encoding="utf-8")
+    argv = ["train", "--engine", "numpy", "--data", greek_file, "--out", out, "--quiet", *TINY]
+    rc, _, err = run_cli(argv)
+    assert _assert_one_line_error(rc, err) == (
+        f"error: out: {out} holds files that a run writes (metrics.jsonl, vocab.json) but no run; "
+        "choose another --out, or replace them with --overwrite"
+    )
+    assert (out / "vocab.json").read_text(encoding="utf-8") == "my precious vocab"
+    rc, _, err = run_cli([*argv, "--overwrite"])  # asked for: they go, as an earlier run's would
+    assert rc == 0, err
+    assert (out / "checkpoint.json").exists() and (out / "notes.md").read_text(encoding="utf-8") == "mine too"
+
+
+def test_an_unwritable_run_folder_is_found_before_any_work(tmp_path: Path, greek_file: Path, monkeypatch) -> None:
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    out = tmp_path / "ro"
+    out.mkdir()
+    rc, _, err = run_cli(["train", "--engine", "numpy", "--data", greek_file, "--out", out, "--quiet", *TINY])
+    assert _assert_one_line_error(rc, err) == f"error: out: cannot write into the run folder {out}: Permission denied"
+
+
+def test_a_folder_emptied_by_a_killed_overwrite_points_to_the_earlier_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    aside = tmp_path / ".run.replaced-abc123"
+    aside.mkdir()
+    for command in (["eval", out], ["sample", out], ["train", "--resume", out]):
+        rc, _, err = run_cli(command)
+        assert _assert_one_line_error(rc, err).endswith(
+            f"; the files of an earlier run of it, set aside by an interrupted --overwrite, are in {aside}: "
+            f"move them back into {out} to use that run"
+        ), command

@@ -423,6 +423,10 @@ def _run_folder(out: Path) -> Iterator[None]:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ValueError(f"out: cannot create the run folder {out}: {e.strerror or e}") from None
+        try:  # a folder that cannot be written to is found now, not at the first checkpoint
+            tempfile.TemporaryFile(dir=out).close()
+        except OSError as e:
+            raise ValueError(f"out: cannot write into the run folder {out}: {e.strerror or e}") from None
         yield
     except BaseException as e:
         saved = _holds_run(out)
@@ -436,6 +440,29 @@ def _run_folder(out: Path) -> Iterator[None]:
         if isinstance(e, KeyboardInterrupt) and not saved and not isinstance(e, RunInterrupted):
             raise RunInterrupted("interrupted before the first checkpoint; nothing was saved") from None
         raise
+
+
+# what a run writes at the top of its folder, whatever its task (see `_run_files` for a saved run's own list)
+RUN_FILE_NAMES = frozenset(
+    {
+        "checkpoint.json",
+        "model.safetensors",
+        "train_state.json",
+        "train_state.safetensors",
+        "metrics.jsonl",
+        "loss.png",
+        "best",
+        "model_config.json",
+        "train_config.json",
+        "vocab.json",
+        "labels.json",
+        "target_vocab.json",
+        "char_vocab.json",
+        "normalizer.json",
+        "task_options.json",
+        "data_files.json",
+    }
+)
 
 
 def _run_files(out: Path) -> list[Path]:
@@ -496,13 +523,22 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
             file=sys.stderr,
         )
     # a folder holds a run once a checkpoint was written there; a data/ folder alone is what a
-    # run stopped before its first checkpoint left behind, and user files are not a run
-    old = _run_files(out) if _holds_run(out) else []
+    # run stopped before its first checkpoint left behind. User files are not a run, but those
+    # under the names a run writes would be overwritten: refused, or, with --overwrite, moved
+    # aside like an earlier run's files
+    holds = _holds_run(out)
+    old = _run_files(out) if holds else [out / n for n in sorted(RUN_FILE_NAMES) if (out / n).exists()]
     if not old:
         yield
         return
     if not overwrite:
-        raise ValueError(refusal)
+        if holds:
+            raise ValueError(refusal)
+        names = ", ".join(p.name for p in old)
+        raise ValueError(
+            f"out: {out} holds files that a run writes ({names}) but no run; choose another --out, or "
+            "replace them with --overwrite"
+        )
     aside = Path(tempfile.mkdtemp(prefix=f".{real.name}.replaced-", dir=real.parent))
     for path in old:
         os.replace(path, aside / path.name)

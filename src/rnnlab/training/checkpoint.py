@@ -665,7 +665,17 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint:
 def _load_checkpoint(directory: Path) -> Checkpoint:
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
-        raise CheckpointError(f"not a checkpoint directory (no {MANIFEST}): {directory}")
+        # `rnnlab train --overwrite` sets an earlier run aside beside the folder; killed (SIGKILL)
+        # before its first checkpoint, it could not put it back
+        real = directory.absolute()
+        aside = sorted(real.parent.glob(f".{real.name}.replaced-*")) if real.name else []
+        hint = (
+            f"; the files of an earlier run of it, set aside by an interrupted --overwrite, are in {aside[0]}: "
+            f"move them back into {directory} to use that run"
+            if aside
+            else ""
+        )
+        raise CheckpointError(f"not a checkpoint directory (no {MANIFEST}): {directory}{hint}")
     files, config_names = _check_manifest(read_json(manifest_path), manifest_path)
 
     # each file is read once, checked, and parsed from those same bytes
