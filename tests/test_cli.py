@@ -817,3 +817,21 @@ def test_a_folder_emptied_by_a_killed_overwrite_points_to_the_earlier_run(tmp_pa
             f"; the files of an earlier run of it, set aside by an interrupted --overwrite, are in {aside}: "
             f"move them back into {out} to use that run"
         ), command
+
+
+def test_a_running_text_run_scores_and_resumes_without_its_source(tmp_path: Path) -> None:
+    # the token file in RUN/data records the source's sha256 and holds its text: a source that is
+    # gone (a URL offline, a deleted file) is not needed; a changed one is still refused
+    source = tmp_path / "greek.txt"
+    source.write_text(GREEK_TEXT, encoding="utf-8")
+    out = _train(tmp_path, "run", ["--engine", "numpy", "--data", source])
+    record = json.loads((out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    source.unlink()
+    rc, stdout, err = run_cli(["eval", out])
+    assert rc == 0, err
+    assert json.loads(stdout)["loss"] == pytest.approx(record["val_loss"], rel=1e-6)
+    rc, stdout, err = run_cli(["train", "--resume", out, "--max-steps", "30", "--quiet"])
+    assert rc == 0, err
+    source.write_text(GREEK_TEXT + "changed", encoding="utf-8")
+    rc, _, err = run_cli(["eval", out])
+    assert f"data: {source} has changed since the run's split" in _assert_one_line_error(rc, err)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.server
+import os
 import shutil
 import socket
 import threading
@@ -17,6 +19,7 @@ from rnnlab.data.corpus import sha256_file
 from rnnlab.data.download import DATASETS, cache_path, default_cache_dir, fetch, is_url, resolve_data
 from rnnlab.data.text import DataError
 
+ZIPPED = "Καλημέρα, compressed on the wire\n".encode() * 200
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
@@ -57,7 +60,28 @@ def server(tmp_path):
                 self.end_headers()
                 self.wfile.write(b"0123456789")
                 return
+            if self.path == "/login.txt":  # a sign-in page served with 200 where the file should be
+                self._send(b"<!doctype html><title>Sign in</title>", "text/html; charset=utf-8")
+                return
+            if self.path == "/zipped.txt":  # a text file sent gzip-compressed
+                self._send(gzip.compress(ZIPPED), "text/plain", {"Content-Encoding": "gzip"})
+                return
+            if self.path == "/loop.txt":  # redirects to itself
+                self.send_response(302)
+                self.send_header("Location", "/loop.txt")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             super().do_GET()
+
+        def _send(self, body: bytes, content_type: str, headers: dict | None = None) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, *args):
             pass
@@ -96,7 +120,55 @@ def test_first_download_then_cached(server, tmp_path):
     assert server.requests == ["/input.txt"]
     assert fetch(url) == path and fetch(url, sha256=hashlib.sha256(data).hexdigest()) == path
     assert server.requests == ["/input.txt"]  # no second request
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left
+    # no temporary files left; the checksum of the download beside it, to notice later damage
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".sha256"]
+    assert (path.parent / (path.name + ".sha256")).read_text(encoding="ascii") == hashlib.sha256(
+        data
+    ).hexdigest() + "\n"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600: a cache may be shared
+
+
+def test_a_cached_copy_damaged_later_is_downloaded_again(server, tmp_path):
+    data = b"the original text\n" * 50
+    url = serve(server, "orig.txt", data)
+    path = fetch(url)
+    path.write_bytes(data.replace(b"original", b"0riginal"))
+    assert fetch(url).read_bytes() == data and server.requests == ["/orig.txt", "/orig.txt"]
+
+
+def test_a_web_page_where_the_file_should_be_is_refused_and_not_cached(server):
+    url = f"{server.url}/login.txt"
+    for _ in range(2):  # refused each time: nothing was cached
+        with pytest.raises(
+            DataError, match=r"^data: .*/login\.txt sent a web page \(Content-Type text/html\), not a data file"
+        ):
+            fetch(url)
+    assert server.requests == ["/login.txt", "/login.txt"]
+
+
+def test_gzip_content_encoding_is_decoded(server):
+    path = fetch(f"{server.url}/zipped.txt")
+    assert path.read_bytes() == ZIPPED
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("http://[::1", r"^data: http://\[::1 is not a valid URL: "),
+        ("LOOP", r"^data: could not download .*/loop\.txt: HTTP 302 [^\n]*$"),
+    ],
+)
+def test_bad_urls_are_one_line(server, url, match):
+    url = f"{server.url}/loop.txt" if url == "LOOP" else url
+    with pytest.raises(DataError, match=match):
+        fetch(url)
+
+
+def test_an_empty_data_value_is_named():
+    with pytest.raises(DataError, match=r"^data: expected a file, a URL or a data set's name, got an empty value$"):
+        resolve_data("")
 
 
 def test_cache_dir_argument_and_checksum(server, tmp_path):

@@ -22,7 +22,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (seconds, not minutes)")
     p.add_argument(
         "--data",
-        help="text corpus for the experiments that train a character model (default: tinyshakespeare.txt under $RNNLAB_DATA or ../shared/data)",
+        help="text corpus for the experiments that train a character model: a file, a URL or a data set's name "
+        "such as tinyshakespeare (default: tinyshakespeare.txt under $RNNLAB_DATA or ../shared/data)",
     )
     p.set_defaults(func=cmd_experiment)
 

@@ -788,7 +788,8 @@ def _add_lm_arguments(p: argparse.ArgumentParser) -> None:
         p,
         defaults,
         data_help="a UTF-8 text file, a URL or a named data set such as tinyshakespeare, downloaded once into a "
-        "cache (default: the US Census first names shipped with the `names` package, one per line)",
+        "cache, ~/.cache/rnnlab or $RNNLAB_CACHE (default: the US Census first names shipped with the `names` "
+        "package, one per line)",
     )
 
 

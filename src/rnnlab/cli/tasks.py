@@ -181,7 +181,9 @@ def _add_classify_arguments(p: argparse.ArgumentParser) -> None:
         help=f"the text's vector: final state(s), or max / mean of the outputs over its tokens (default: {d['pooling']})",
     )
     add_common_arguments(
-        p, {**COMMON_DEFAULTS, **d}, data_help="a CSV/TSV file of label<TAB>text lines, or a URL (required)"
+        p,
+        {**COMMON_DEFAULTS, **d},
+        data_help="a CSV/TSV file of label<TAB>text lines, or a URL, downloaded once into ~/.cache/rnnlab or $RNNLAB_CACHE (required)",
     )  # the help quotes its defaults
 
 
@@ -292,7 +294,9 @@ def _add_tag_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--char-hidden", type=int, help=f"character BiGRU units per direction (default: {d['char_hidden']})")
     g.add_argument("--max-word-len", type=int, help=f"characters read per word (default: {d['max_word_len']})")
     add_common_arguments(
-        p, {**COMMON_DEFAULTS, **d}, data_help="a CoNLL-U file, or a URL (required)"
+        p,
+        {**COMMON_DEFAULTS, **d},
+        data_help="a CoNLL-U file, or a URL, downloaded once into ~/.cache/rnnlab or $RNNLAB_CACHE (required)",
     )  # the help quotes its defaults
 
 
@@ -391,7 +395,9 @@ def _add_forecast_arguments(p: argparse.ArgumentParser) -> None:
         help="predict the change from the last value (start at the naive forecast) (default: yes)",
     )
     add_common_arguments(
-        p, {**COMMON_DEFAULTS, **d}, data_help="a CSV file with a header row, or a URL (required)"
+        p,
+        {**COMMON_DEFAULTS, **d},
+        data_help="a CSV file with a header row, or a URL, downloaded once into ~/.cache/rnnlab or $RNNLAB_CACHE (required)",
     )  # the help quotes its defaults
 
 
@@ -504,7 +510,8 @@ def _add_seq2seq_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(
         p,
         {**COMMON_DEFAULTS, **d},
-        data_help="a built-in synthetic task (reverse, sort) or a TSV file of source<TAB>target lines (required)",
+        data_help="a built-in synthetic task (reverse, sort), or a TSV file of source<TAB>target lines or its URL, "
+        "downloaded once into ~/.cache/rnnlab or $RNNLAB_CACHE (required)",
     )  # the help quotes its defaults
 
 

@@ -15,14 +15,17 @@ Example:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import http.client
 import os
 import re
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,9 +102,36 @@ def cache_path(url: str, cache_dir: str | os.PathLike[str] | None = None, filena
 
 
 def _no_network(url: str, reason: object) -> DataError:
+    reason = " ".join(str(reason).split())  # some reasons span lines (urllib's redirect loop)
     return DataError(
         f"data: could not download {url} (no network?): {reason}; download it elsewhere and pass --data FILE"
     )
+
+
+def _checksum_file(dest: Path) -> Path:
+    """Where `fetch` records the sha256 of a download it cached: `<file>.sha256`, beside it."""
+    return dest.with_name(dest.name + ".sha256")
+
+
+def _new_file_mode(fd: int) -> None:
+    """mkstemp makes 0600 files; a cached download gets the permissions any new file would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o666 & ~umask)
+
+
+def _progress(url: str, total: str | None):
+    """A progress bar on stderr for a download, where stderr is a terminal and tqdm is installed."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    size = int(total) if total is not None and total.isdigit() else None
+    name = Path(urllib.parse.urlsplit(url).path).name or url
+    return tqdm(total=size, unit="B", unit_scale=True, desc=f"downloading {name}", leave=False, file=sys.stderr)
 
 
 def _check_text(
@@ -149,7 +179,10 @@ def fetch(
         >>> fetch("https://example.com/input.txt")                 # doctest: +SKIP
         PosixPath('/home/me/.cache/rnnlab/1f6c...-input.txt')
     """
-    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+    except ValueError as e:  # "http://[::1": an unclosed IPv6 bracket, ...
+        raise DataError(f"data: {url} is not a valid URL: {e}") from None
     if scheme not in ("http", "https"):
         raise DataError(f"data: cannot download {url}: expected an http:// or https:// URL, got scheme {scheme!r}")
     if sha256 is not None:
@@ -158,9 +191,19 @@ def fetch(
             raise ValueError(f"sha256: expected 64 hex digits, got {sha256!r}")
     dest = cache_path(url, cache_dir, filename)
     if dest.is_file():
-        if sha256 is None or sha256_file(dest) == sha256:
+        recorded = sha256
+        if recorded is None:  # the checksum this cache recorded when it downloaded the file
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                recorded = _checksum_file(dest).read_text(encoding="ascii").strip() or None
+        if recorded is None or sha256_file(dest) == recorded:
             return dest
-        dest.unlink()  # a corrupted or outdated cached copy: fetch it again
+        try:  # a corrupted or outdated cached copy: fetch it again
+            dest.unlink()
+        except OSError as e:
+            raise DataError(
+                f"data: the cached copy {dest} of {url} is damaged and cannot be replaced: {e.strerror or e}; "
+                f"delete it, or set {CACHE_ENV} to a writable directory"
+            ) from None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -169,9 +212,12 @@ def fetch(
             f"data: cannot write the download cache {dest.parent}: {e.strerror or e}; set {CACHE_ENV} to a writable directory"
         ) from None
     tmp = Path(tmp_name)
+    _new_file_mode(fd)
+    bar = None
     try:
         h = hashlib.sha256()
-        received = 0
+        received = 0  # bytes of the file
+        sent = 0  # bytes on the wire (compressed, with Content-Encoding: gzip)
         # every data set rnnlab reads is UTF-8 text: anything else is refused here, naming the URL,
         # rather than cached and then refused on every read under its cache name
         utf8 = codecs.getincrementaldecoder("utf-8")()
@@ -180,14 +226,46 @@ def fetch(
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as response:
                     expected = response.headers.get("Content-Length")
-                    while block := response.read(1 << 16):
+                    if response.headers.get_content_type() == "text/html" and not re.search(
+                        r"\.html?$", urllib.parse.urlsplit(url).path, re.IGNORECASE
+                    ):
+                        raise DataError(
+                            f"data: {url} sent a web page (Content-Type text/html), not a data file: an error or "
+                            "sign-in page? Check the URL (for a file on GitHub, its raw address); nothing was cached"
+                        )
+                    encoding = (response.headers.get("Content-Encoding") or "").strip().lower()
+                    if encoding not in ("", "identity", "gzip", "x-gzip"):
+                        raise DataError(f"data: {url} sent Content-Encoding {encoding!r}, which rnnlab cannot read")
+                    gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip") else None
+                    bar = _progress(url, expected)
+                    while raw := response.read(1 << 16):
+                        sent += len(raw)
+                        if bar is not None:
+                            bar.update(len(raw))
+                        block = gunzip.decompress(raw) if gunzip is not None else raw
+                        _check_text(url, utf8, block, received)
+                        h.update(block)
+                        try:
+                            out.write(block)
+                        except OSError as e:  # the disk, not the network
+                            raise DataError(
+                                f"data: could not write the download of {url} into {dest.parent}: "
+                                f"{e.strerror or e}; free some space, or set {CACHE_ENV} to another directory"
+                            ) from None
+                        received += len(block)
+                    if gunzip is not None:
+                        block = gunzip.flush()
+                        if not gunzip.eof:
+                            raise _no_network(url, "the compressed download was cut off")
                         _check_text(url, utf8, block, received)
                         h.update(block)
                         out.write(block)
                         received += len(block)
+            except zlib.error as e:
+                raise DataError(f"data: {url} sent a damaged gzip body ({e}); nothing was cached") from None
             except urllib.error.HTTPError as e:
                 raise DataError(
-                    f"data: could not download {url}: HTTP {e.code} {e.reason}; check the URL, "
+                    f"data: could not download {url}: HTTP {e.code} {' '.join(str(e.reason).split())}; check the URL, "
                     f"or download it elsewhere and pass --data FILE"
                 ) from None
             except urllib.error.URLError as e:
@@ -197,8 +275,8 @@ def fetch(
                 raise _no_network(url, f"timed out after {timeout:g} s") from None
             except (OSError, http.client.HTTPException) as e:  # a connection reset, a cut-off response, ...
                 raise _no_network(url, getattr(e, "strerror", None) or e) from None
-        if expected is not None and expected.isdigit() and int(expected) != received:
-            raise _no_network(url, f"the download was cut off after {received} of {expected} bytes")
+        if expected is not None and expected.isdigit() and int(expected) != sent:
+            raise _no_network(url, f"the download was cut off after {sent} of {expected} bytes")
         _check_text(url, utf8, b"", received, final=True)
         if received == 0:  # cached, it would be refused as an empty file on every later run
             raise DataError(f"data: {url} sent an empty file; nothing was cached")
@@ -209,7 +287,11 @@ def fetch(
                 f"(the download was corrupted or the file on the server changed)"
             )
         os.replace(tmp, dest)
+        with contextlib.suppress(OSError):  # so that a cached copy damaged later is noticed
+            _checksum_file(dest).write_text(got + "\n", encoding="ascii")
     finally:
+        if bar is not None:
+            bar.close()
         tmp.unlink(missing_ok=True)
     return dest
 
@@ -238,6 +320,8 @@ def resolve_data(
         'tinyshakespeare.txt'
     """
     text = os.fspath(spec)
+    if not text.strip():
+        raise DataError("data: expected a file, a URL or a data set's name, got an empty value")
     if is_url(text):
         return fetch(text, cache_dir, timeout=timeout)
     path = Path(text).expanduser()

@@ -47,13 +47,16 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
 
 
 def find_corpus(data: str | None, filename: str = "tinyshakespeare.txt") -> Path:
-    """The text an experiment trains on: `data` if given, else `$RNNLAB_DATA/<filename>`, else
-    `../shared/data/<filename>` or `shared/data/<filename>` from the working directory.
+    """The text an experiment trains on: `data` if given (a file, a URL or a data set's name, as
+    `--data` takes everywhere), else `$RNNLAB_DATA/<filename>`, else `../shared/data/<filename>` or
+    `shared/data/<filename>` from the working directory.
 
     Raises DataError with the places searched when none exists.
     """
     if data is not None:
-        return Path(data)
+        from ..data.download import resolve_data
+
+        return resolve_data(data)
     candidates = []
     if os.environ.get("RNNLAB_DATA"):
         candidates.append(Path(os.environ["RNNLAB_DATA"]) / filename)

@@ -55,8 +55,10 @@ def data_path(spec: str | None, what: str = "--data") -> str:
     Raises:
         DataError: no value, or no such file (naming the option).
     """
-    if not spec:
+    if spec is None or (not spec and what == "--data"):
         raise DataError(f"data: {what} is required (the file to train on)")
+    if not str(spec).strip():
+        raise DataError(f"{what}: expected a file, a URL or a data set's name, got an empty value")
     try:
         return str(resolve_data(spec))
     except DataError as e:

@@ -314,7 +314,9 @@ def open_lm_splits(data_dir: str | Path, config: TrainConfig, vocab: Vocab | Non
     """The splits saved in `data_dir` by `load_lm_splits`, reused as they are: nothing is recomputed or written.
 
     The source (`config.data`, which may name a moved copy) must still have the sha256 recorded in
-    the split, so a run never resumes or scores on data other than its own.
+    the split, so a run never resumes or scores on data other than its own; for running text, a
+    source that is gone (a URL offline, a deleted file) is not needed: the token file, which
+    records the source's sha256, holds the data.
 
     Args:
         data_dir: the folder holding `split.json` (and `tokens.bin` for running text).
@@ -347,10 +349,14 @@ def open_lm_splits(data_dir: str | Path, config: TrainConfig, vocab: Vocab | Non
         if split.kind != "indices" or split.num_items != len(lines):
             raise DataError(f"data: {split_path} does not describe the {len(lines)} lines of {source}")
         return replace(_encode_line_parts(config, vocab, lines, split, name), data_dir=data_dir)
-    path = resolve_data(config.data)  # type: ignore[arg-type]
-    sha = sha256_file(path)
-    if sha != split.source_sha256:
-        raise _changed(str(path), split_path, split.source_sha256, sha)
+    try:
+        path = resolve_data(config.data)  # type: ignore[arg-type]
+    except DataError:
+        path = None  # the source is gone (a URL offline, a deleted file): the token file holds its data
+    if path is not None:
+        sha = sha256_file(path)
+        if sha != split.source_sha256:
+            raise _changed(str(path), split_path, split.source_sha256, sha)
     tokens = MemmapTokens(data_dir / TOKENS_FILE)
     if tokens.source_sha256 != split.source_sha256 or len(tokens) != split.num_items or split.kind != "offsets":
         raise DataError(f"data: {tokens.path} and {split_path} do not describe the same data; train a new run")
