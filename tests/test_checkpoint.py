@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import struct
 
 import numpy as np
@@ -527,3 +528,32 @@ def test_integer_weights_are_refused(tmp_path):
     save_checkpoint(tmp_path, weights={"w": np.ones((2, 2), np.int32)}, configs={})
     with pytest.raises(CheckpointError, match=r"tensor 'w' has dtype int32; model weights are floating point$"):
         load_checkpoint(tmp_path)
+
+
+def test_a_failed_write_names_its_file_and_leaves_nothing(tmp_path, monkeypatch):
+    # a full disk or a file-size limit fails in write() with no file name; the message gets one
+    import errno
+    import io
+    import os
+
+    from rnnlab.data import corpus
+    from rnnlab.training import checkpoint
+
+    class Full(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.EFBIG, "File too large")
+
+    real = os.fdopen
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        real(fd, mode, *args, **kwargs).close()
+        return Full() if "b" in mode else io.TextIOWrapper(Full(), encoding="utf-8")
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    for write, path in (
+        (lambda p: corpus._atomic_write_text(p, "x" * 100), tmp_path / "split.json"),
+        (lambda p: checkpoint.write_text_atomic(p, "{}"), tmp_path / "train_state.json"),
+    ):
+        with pytest.raises(OSError, match=re.escape(f"[Errno {errno.EFBIG}] File too large: '{path}'")):
+            write(path)
+    assert list(tmp_path.iterdir()) == []

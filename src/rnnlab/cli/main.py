@@ -557,6 +557,8 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
             aside.rmdir()
             if isinstance(e, RunInterrupted):
                 e.args = (f"interrupted before the first checkpoint; the earlier run in {out} is kept",)
+            elif isinstance(e, OSError) and e.strerror:  # a full disk, say: the message is built from its parts
+                e.strerror = f"{e.strerror} (the earlier run in {out} is kept)"
             elif isinstance(e, (ValueError, RuntimeError)) and e.args and isinstance(e.args[0], str):
                 e.args = (f"{e.args[0]}; the earlier run in {out} is kept", *e.args[1:])
         else:

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import json
 import math
@@ -332,15 +333,31 @@ def header_path(bin_path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".json")
 
 
+def _usual_mode(fd: int) -> None:
+    """mkstemp makes 0600 files; a run's data files get the permissions any new file would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o666 & ~umask)
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _usual_mode(fd)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        raise _naming(e, path) from None
+
+
+def _naming(e: BaseException, path: Path) -> BaseException:
+    """An OSError of a write (a full disk, a file-size limit) with the file it was writing."""
+    if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+        return OSError(e.errno, e.strerror, str(path))
+    return e
 
 
 def encode_to_memmap(
@@ -399,6 +416,7 @@ def encode_to_memmap(
         pieces = _word_pieces(pieces)
 
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    _usual_mode(fd)
     length = 0
     token_cuts: list[int] = []
     lines_before = 0  # line ends in the text already encoded, for error messages
@@ -440,9 +458,9 @@ def encode_to_memmap(
         # an old header must not outlive the file it describes, even if we crash before the new one
         header_path(out).unlink(missing_ok=True)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        raise _naming(e, out) from None
     _atomic_write_text(header_path(out), json.dumps(header, ensure_ascii=False, indent=1) + "\n")
     return MemmapTokens(out)
 
