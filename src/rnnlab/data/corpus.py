@@ -333,8 +333,8 @@ def header_path(bin_path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def _usual_mode(fd: int) -> None:
-    """mkstemp makes 0600 files; a run's data files get the permissions any new file would."""
+def set_default_mode(fd: int) -> None:
+    """Give a file from `tempfile.mkstemp` (0600) the permissions any new file gets (0666 less the umask)."""
     umask = os.umask(0)
     os.umask(umask)
     with contextlib.suppress(OSError):
@@ -343,7 +343,7 @@ def _usual_mode(fd: int) -> None:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    _usual_mode(fd)
+    set_default_mode(fd)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -416,7 +416,7 @@ def encode_to_memmap(
         pieces = _word_pieces(pieces)
 
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    _usual_mode(fd)
+    set_default_mode(fd)
     length = 0
     token_cuts: list[int] = []
     lines_before = 0  # line ends in the text already encoded, for error messages

@@ -29,7 +29,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .corpus import sha256_file
+from .corpus import set_default_mode, sha256_file
 from .text import DataError
 
 DEFAULT_TIMEOUT = 15.0
@@ -111,14 +111,6 @@ def _no_network(url: str, reason: object) -> DataError:
 def _checksum_file(dest: Path) -> Path:
     """Where `fetch` records the sha256 of a download it cached: `<file>.sha256`, beside it."""
     return dest.with_name(dest.name + ".sha256")
-
-
-def _new_file_mode(fd: int) -> None:
-    """mkstemp makes 0600 files; a cached download gets the permissions any new file would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    with contextlib.suppress(OSError):
-        os.fchmod(fd, 0o666 & ~umask)
 
 
 def _progress(url: str, total: str | None):
@@ -212,7 +204,7 @@ def fetch(
             f"data: cannot write the download cache {dest.parent}: {e.strerror or e}; set {CACHE_ENV} to a writable directory"
         ) from None
     tmp = Path(tmp_name)
-    _new_file_mode(fd)
+    set_default_mode(fd)
     bar = None
     try:
         h = hashlib.sha256()

@@ -40,6 +40,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..data.corpus import set_default_mode
+
 
 class CheckpointError(ValueError):
     """A checkpoint or safetensors file that is missing, malformed, truncated or altered.
@@ -78,10 +80,7 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        # mkstemp makes 0600 files; a checkpoint should get the permissions any new file would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        set_default_mode(fd)  # a checkpoint gets the permissions any new file would, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
