@@ -103,6 +103,13 @@ def test_sample_lm_takes_a_word_vocabulary_as_loaded() -> None:
     assert all(not line.startswith(" ") and "  " not in line for line in text.split("\n")), repr(text)
     assert "".join(pieces) == text
     assert lm.training  # left as it was found
+
+    def closed_pipe(piece: str) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError):
+        sample_lm(lm, vocab, SampleConfig(length=12, prime="the cat", seed=1), on_text=closed_pipe)
+    assert lm.training  # also when the sampling ends in an error
     with pytest.raises(TypeError, match=r"^config: expected a SampleConfig, got dict$"):
         sample_lm(lm, vocab, {"length": 5})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^model: expected a NumPy LanguageModel or a torch one"):

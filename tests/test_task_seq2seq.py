@@ -342,3 +342,21 @@ def test_data_options_that_do_not_apply_are_refused(tmp_path, capsys, data, argv
     assert rc == 2
     assert_one_error_line(err, message)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_saved_before_longest_target_still_resumes(run, tmp_path, capsys):
+    import hashlib
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    config = json.loads((old / "model_config.json").read_text(encoding="utf-8"))
+    del config["longest_target"]
+    raw = json.dumps(config, indent=2).encode("utf-8")
+    (old / "model_config.json").write_bytes(raw)
+    manifest = json.loads((old / "checkpoint.json").read_text(encoding="utf-8"))
+    manifest["files"]["model_config.json"] = {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
+    (old / "checkpoint.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rc, stdout, err = cli(capsys, "train", "--resume", old, "--max-steps", "255")
+    assert rc == 0, err
+    assert json.loads(stdout.strip().splitlines()[-1])["step"] == 255

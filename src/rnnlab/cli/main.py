@@ -1360,9 +1360,17 @@ def _as_flag(message: str, args: argparse.Namespace) -> str:
     that sets it ("--val-fraction: ...")."""
     head, sep, rest = message.partition(":")
     dest = {"num_layers": "layers"}.get(head, head)  # ModelConfig's name for --layers
-    if sep and "_" in head and head.isidentifier() and head.islower() and hasattr(args, dest):
+    # one-word heads only where the word can mean nothing but its option ("data:" also speaks of
+    # --val files, "prime:" of --prime-file, "out:" of a default folder)
+    named = "_" in head or head in _ONE_WORD_OPTIONS
+    if sep and named and head.isidentifier() and head.islower() and hasattr(args, dest):
         return f"--{dest.replace('_', '-')}:{rest}"
     return message
+
+
+_ONE_WORD_OPTIONS = frozenset(
+    {"horizon", "temperature", "length", "seed", "precision", "engine", "split", "lr", "dropout"}
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1380,6 +1388,9 @@ def main(argv: list[str] | None = None) -> int:
         error(e)
         return 2
     args = build_parser().parse_args(argv)
+    if isinstance(getattr(args, "resume", None), str) and not args.resume.strip():
+        error(f"--resume: expected a run folder, got {args.resume!r}")  # not a new run under a default name
+        return 2
     terminated: list[int] = []
 
     def on_sigterm(signum: int, frame: object) -> None:

@@ -191,7 +191,7 @@ def encode_prime(vocab: CharVocab, config: SampleConfig, *, per_line: bool = Fal
         if map_to is None and config.replacement is None:
             raise PrimeError(
                 f"replacement: a character model maps unknown prime characters ({shown}) to a character of its "
-                "own: give one (--replacement C)"
+                "own: give one (replacement=C; on the command line --replacement C)"
             )
         if map_to is None and config.replacement not in vocab:
             raise PrimeError(f"replacement: {config.replacement!r} is not in the model's vocabulary either")
@@ -262,36 +262,38 @@ def sample_lm(
         length -= 1
     was_training = bool(getattr(model, "training", False))
     model.eval()
-    out = [list(row) for row in start]
-    finished = np.zeros(n, dtype=bool)
-    if on_text is not None:
-        on_text(vocab.decode(start[0]))
-    logits, state = model.forward(start, None)  # (n, len(start), V)
-    last = logits[:, -1]
-    for k in range(length):
-        # an item is never empty in the training data (blank lines are dropped), so an unprimed
-        # per-line sample does not end before its first token either
-        ban = banned + ([vocab.boundary_id] if per_line and k == 0 and not len(prime) else [])
-        if ban:
-            last = last.copy()
-            last[:, ban] = -np.inf
-        nxt = sample_next(last, rng, config.temperature, config.top_k, config.greedy, top_p=config.top_p)  # (n,)
-        for i, tok in enumerate(nxt):
-            if not finished[i]:
-                if per_line and tok == vocab.boundary_id:
-                    finished[i] = True
-                else:
-                    out[i].append(int(tok))
-        if on_text is not None and not finished[0]:
-            piece = [int(nxt[0])]
-            on_text(vocab.decode(piece, after=out[0][-2]) if isinstance(vocab, WordCodec) else vocab.decode(piece))
-        if finished.all():
-            break
-        logits, state = model.forward(nxt[:, None], state)
+    try:
+        out = [list(row) for row in start]
+        finished = np.zeros(n, dtype=bool)
+        if on_text is not None:
+            on_text(vocab.decode(start[0]))
+        logits, state = model.forward(start, None)  # (n, len(start), V)
         last = logits[:, -1]
-    rnn = getattr(model, "rnn", None)
-    if rnn is not None and hasattr(rnn, "_cache"):  # the NumPy engine keeps activations for a backward
-        rnn._cache = None
-    if was_training:  # a sample in the middle of training leaves the model as it found it
-        model.train()
+        for k in range(length):
+            # an item is never empty in the training data (blank lines are dropped), so an unprimed
+            # per-line sample does not end before its first token either
+            ban = banned + ([vocab.boundary_id] if per_line and k == 0 and not len(prime) else [])
+            if ban:
+                last = last.copy()
+                last[:, ban] = -np.inf
+            nxt = sample_next(last, rng, config.temperature, config.top_k, config.greedy, top_p=config.top_p)  # (n,)
+            for i, tok in enumerate(nxt):
+                if not finished[i]:
+                    if per_line and tok == vocab.boundary_id:
+                        finished[i] = True
+                    else:
+                        out[i].append(int(tok))
+            if on_text is not None and not finished[0]:
+                piece = [int(nxt[0])]
+                on_text(vocab.decode(piece, after=out[0][-2]) if isinstance(vocab, WordCodec) else vocab.decode(piece))
+            if finished.all():
+                break
+            logits, state = model.forward(nxt[:, None], state)
+            last = logits[:, -1]
+        rnn = getattr(model, "rnn", None)
+        if rnn is not None and hasattr(rnn, "_cache"):  # the NumPy engine keeps activations for a backward
+            rnn._cache = None
+    finally:
+        if was_training:  # a sample in the middle of training leaves the model as it found it, even on an error
+            model.train()
     return [vocab.decode(ids) for ids in out]

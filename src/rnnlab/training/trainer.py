@@ -782,7 +782,12 @@ class Trainer:
                 f"{directory}: a {state.get('task')!r} run cannot be resumed as a {self.task.name!r} task"
             )
         saved_model = ckpt.configs.get("model_config")
-        if saved_model != self.task.model_config.to_dict():
+        current = self.task.model_config
+        if isinstance(saved_model, dict) and hasattr(type(current), "from_dict"):
+            # read back as the config it is: a field added since the run was saved takes its default
+            with contextlib.suppress(ValueError, TypeError):
+                saved_model = type(current).from_dict(saved_model).to_dict()
+        if saved_model != current.to_dict():
             raise ValueError(f"resume: the model config differs from the one saved in {directory}/model_config.json")
         load_weights(self.model, ckpt.weights)
         load_optimizer_state(self.optimizer, tensors, state["optimizer"])
