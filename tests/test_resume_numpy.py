@@ -166,7 +166,10 @@ def test_resume_can_extend_the_budget(tmp_path: Path, finished_run: Path) -> Non
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--engine", "torch"], "--engine: {run} was trained with --engine numpy and resumes on it, got --engine torch"),
+        (
+            ["--engine", "torch"],
+            "--engine: {run} was trained with --engine numpy and resumes on it, got --engine torch",
+        ),
         (["--threads", "1"], "threads: --threads is implemented by --engine torch only"),
         (["--lr", "0.1"], "resume: continues the saved run with its own options; cannot change --lr"),
     ],
