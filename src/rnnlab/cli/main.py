@@ -1318,7 +1318,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _with_default_task(argv: list[str]) -> list[str]:
-    """`rnnlab train --data x` means `rnnlab train lm --data x`; an unknown bare word is an error."""
+    """`rnnlab train --data x` means `rnnlab train lm --data x`, and `rnnlab train --resume RUN` the
+    task that trained RUN; an unknown bare word is an error."""
     if not argv or argv[0] != "train":
         return argv
     rest = argv[1:]
@@ -1330,19 +1331,17 @@ def _with_default_task(argv: list[str]) -> list[str]:
         return argv
     # `rnnlab train --resume RUN` continues RUN with the command that trained it
     for i, arg in enumerate(rest):
-        run = (
-            rest[i + 1]
-            if arg == "--resume" and i + 1 < len(rest)
-            else arg.partition("=")[2]
-            if arg.startswith("--resume=")
-            else None
-        )
-        if run:
-            task = _tasks.run_task_name(run)
-            if task in TASKS:
-                if any(a == "--engine" or a.startswith("--engine=") for a in rest):
-                    raise ValueError(f"--engine: does not apply to {run}, a {task} run (it trains on the torch engine)")
-                return ["train", task, *rest]
+        if arg == "--resume" and i + 1 < len(rest):
+            run = rest[i + 1]
+        elif arg.startswith("--resume="):
+            run = arg.partition("=")[2]
+        else:
+            continue
+        task = _tasks.run_task_name(run) if run else None
+        if task in TASKS:
+            if any(a == "--engine" or a.startswith("--engine=") for a in rest):
+                raise ValueError(f"--engine: does not apply to {run}, a {task} run (it trains on the torch engine)")
+            return ["train", task, *rest]
     return ["train", "lm", *rest]
 
 
