@@ -101,8 +101,13 @@ def cache_path(url: str, cache_dir: str | os.PathLike[str] | None = None, filena
     return root / f"{hashlib.sha256(url.encode('utf-8')).hexdigest()[:16]}-{base}"
 
 
+def _one_line(reason: object) -> str:
+    """A server's or urllib's reason on one line (urllib's redirect-loop message spans three)."""
+    return " ".join(str(reason).split())
+
+
 def _no_network(url: str, reason: object) -> DataError:
-    reason = " ".join(str(reason).split())  # some reasons span lines (urllib's redirect loop)
+    reason = _one_line(reason)
     return DataError(
         f"data: could not download {url} (no network?): {reason}; download it elsewhere and pass --data FILE"
     )
@@ -230,11 +235,9 @@ def fetch(
                         raise DataError(f"data: {url} sent Content-Encoding {encoding!r}, which rnnlab cannot read")
                     gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip") else None
                     bar = _progress(url, expected)
-                    while raw := response.read(1 << 16):
-                        sent += len(raw)
-                        if bar is not None:
-                            bar.update(len(raw))
-                        block = gunzip.decompress(raw) if gunzip is not None else raw
+
+                    def take(block: bytes) -> None:  # a block of the file: checked, hashed, written
+                        nonlocal received
                         _check_text(url, utf8, block, received)
                         h.update(block)
                         try:
@@ -245,19 +248,22 @@ def fetch(
                                 f"{e.strerror or e}; free some space, or set {CACHE_ENV} to another directory"
                             ) from None
                         received += len(block)
+
+                    while raw := response.read(1 << 16):
+                        sent += len(raw)
+                        if bar is not None:
+                            bar.update(len(raw))
+                        take(gunzip.decompress(raw) if gunzip is not None else raw)
                     if gunzip is not None:
-                        block = gunzip.flush()
+                        rest = gunzip.flush()
                         if not gunzip.eof:
                             raise _no_network(url, "the compressed download was cut off")
-                        _check_text(url, utf8, block, received)
-                        h.update(block)
-                        out.write(block)
-                        received += len(block)
+                        take(rest)
             except zlib.error as e:
                 raise DataError(f"data: {url} sent a damaged gzip body ({e}); nothing was cached") from None
             except urllib.error.HTTPError as e:
                 raise DataError(
-                    f"data: could not download {url}: HTTP {e.code} {' '.join(str(e.reason).split())}; check the URL, "
+                    f"data: could not download {url}: HTTP {e.code} {_one_line(e.reason)}; check the URL, "
                     f"or download it elsewhere and pass --data FILE"
                 ) from None
             except urllib.error.URLError as e:

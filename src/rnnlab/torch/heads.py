@@ -614,11 +614,15 @@ class Seq2SeqStepper:
         return Seq2Seq.reorder_state(dec_state, index), memory.index_select(index)
 
 
-def masked_token_stats(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> tuple[torch.Tensor, int, int]:
+def masked_token_stats(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, never_right: int | None = None
+) -> tuple[torch.Tensor, int, int]:
     """Summed cross-entropy, number of scored tokens, and correct argmax predictions.
 
     Args:
         logits: (..., V). targets: (...) ids, `ignore_index` where nothing is scored.
+        never_right: a target id that is scored but never counts as correct (`<unk>`, which stands
+            for a token the model cannot write); None: none.
 
     Example:
         >>> loss, n, ok = masked_token_stats(torch.zeros(1, 2, 3), torch.tensor([[1, -100]]), -100)
@@ -629,7 +633,8 @@ def masked_token_stats(logits: torch.Tensor, targets: torch.Tensor, ignore_index
     flat = targets.reshape(-1)
     loss = F.cross_entropy(flat_logits, flat, ignore_index=ignore_index, reduction="sum")
     keep = flat != ignore_index
-    correct = int(((flat_logits.argmax(-1) == flat) & keep).sum().item())
+    right = keep if never_right is None else keep & (flat != never_right)
+    correct = int(((flat_logits.argmax(-1) == flat) & right).sum().item())
     return loss, int(keep.sum().item()), correct
 
 

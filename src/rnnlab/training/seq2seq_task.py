@@ -323,11 +323,8 @@ class Seq2SeqTask(ExampleTask):
 
     def batch_sums(self, model: nn.Module, batch: Any) -> dict[str, float]:
         logits = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
-        loss, n, correct = masked_token_stats(logits, batch["tgt_out"], self.model_config.pad_id)
-        unk = self.tgt_vocab.unk_id
-        if unk is not None:  # a reference <unk> stands for a token the model cannot write: never right
-            at_unk = batch["tgt_out"] == unk
-            correct -= int(((logits.argmax(-1) == batch["tgt_out"]) & at_unk).sum().item())
+        unk = self.tgt_vocab.unk_id  # a reference <unk> stands for a token the model cannot write: never right
+        loss, n, correct = masked_token_stats(logits, batch["tgt_out"], self.model_config.pad_id, never_right=unk)
         lengths = batch["tgt_lengths"].cpu().tolist()
         # decoding may run as long as the reference (+ <eos>): a right answer is never cut short
         limits = [
