@@ -136,24 +136,36 @@ def staged_output(out: Path, owner: str | None = None) -> Iterator[Path]:
     # the swap below is a handful of renames; killed in the middle of it, the next run finishes it
     # from this journal (`_finish_dead_swaps`), so the folder never stays half old, half new
     write_text_atomic(old / SWAP_JOURNAL, json.dumps({"files": new, "replaced": sorted(owned)}) + "\n")
-    kept = []
-    for name in sorted({*owned, *new}):
-        if (out / name).exists() or (out / name).is_symlink():
-            if name in owned:
-                os.replace(out / name, old / name)
-            else:  # the user's own file in the way: keep it, out of the way
-                kept.append(name)
+    _swap_in(out, stage, old, new, owned)
+    stage.rmdir()
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _swap_in(out: Path, stage: Path, old: Path, files: list[str], replaced: set[str]) -> None:
+    """Move a finished run's `files` from `stage` into `out` and list them as its outputs.
+
+    The earlier run's files (`replaced`) go into `old`; a user's file in the way goes into
+    `out/earlier-files-<time>/`. Files already moved are skipped, so a swap killed half-way is
+    finished by calling this again with the same arguments (from the journal).
+    """
+    pending = [n for n in files if _present(stage / n)]  # not moved in yet
+    for name in sorted(replaced):
+        if (name in pending or name not in files) and _present(out / name):
+            os.replace(out / name, old / name)
+    kept = [n for n in pending if _present(out / n)]  # what is left in the way is the user's
     if kept:
         keep = out / f"earlier-files-{time.strftime('%Y%m%d-%H%M%S')}"
         keep.mkdir(exist_ok=True)
         for name in kept:
             os.replace(out / name, keep / name)
         print(f"note: moved {', '.join(kept)} out of the way of this run's files, into {keep}", file=sys.stderr)
-    for name in new:
+    for name in pending:
         os.replace(stage / name, out / name)
-    write_text_atomic(out / OUTPUTS_FILE, json.dumps({"files": new}) + "\n")
-    stage.rmdir()
-    shutil.rmtree(old, ignore_errors=True)
+    write_text_atomic(out / OUTPUTS_FILE, json.dumps({"files": files}) + "\n")
 
 
 SWAP_JOURNAL = ".swap.json"  # inside .replaced-<stage>: the files a finished run is moving into `out`
@@ -177,19 +189,7 @@ def _finish_dead_swaps(out: Path) -> None:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             files = None
         if files is not None and stage.is_dir():
-            moving = [n for n in files if (stage / n).exists()]
-            mine = [n for n in moving if (out / n).exists() and n not in replaced]  # a user's file in the way
-            if mine:
-                keep = out / f"earlier-files-{time.strftime('%Y%m%d-%H%M%S')}"
-                keep.mkdir(exist_ok=True)
-                for n in mine:
-                    os.replace(out / n, keep / n)
-            for n in replaced - set(files):  # the earlier run's files not yet set aside
-                if (out / n).exists() or (out / n).is_symlink():
-                    os.replace(out / n, old / n)
-            for n in moving:
-                os.replace(stage / n, out / n)
-            write_text_atomic(out / OUTPUTS_FILE, json.dumps({"files": files}) + "\n")
+            _swap_in(out, stage, old, files, replaced)
         elif files is None:  # killed before the journal: put back what was set aside
             for p in old.iterdir():
                 if not (out / p.name).exists():
