@@ -442,46 +442,44 @@ def _run_folder(out: Path) -> Iterator[None]:
         raise
 
 
-# what a run writes at the top of its folder, whatever its task (see `_run_files` for a saved run's own list)
-RUN_FILE_NAMES = frozenset(
-    {
-        "checkpoint.json",
-        "model.safetensors",
-        "train_state.json",
-        "train_state.safetensors",
-        "metrics.jsonl",
-        "loss.png",
-        "best",
-        "model_config.json",
-        "train_config.json",
-        "vocab.json",
-        "labels.json",
-        "target_vocab.json",
-        "char_vocab.json",
-        "normalizer.json",
-        "task_options.json",
-        "data_files.json",
-    }
+def _checkpoint_and_logs() -> set[str]:
+    """The names any run writes at the top of its folder, whatever its task: weights, training
+    state, best/, the metrics and the plot (its JSON configs come on top, see `_clashing_files`)."""
+    from ..training.checkpoint import BEST_DIR, STATE_JSON_FILE, STATE_TENSORS_FILE, WEIGHTS_FILE
+    from ..training.metrics import METRICS_FILE, PLOT_FILE
+
+    return {WEIGHTS_FILE, STATE_JSON_FILE, STATE_TENSORS_FILE, METRICS_FILE, PLOT_FILE, BEST_DIR}
+
+
+# the configs (`<name>.json`) that the runs of the tasks write beside their weights
+_CONFIG_NAMES = (
+    "model_config",
+    "train_config",
+    "vocab",
+    "labels",
+    "target_vocab",
+    "char_vocab",
+    "normalizer",
+    "task_options",
+    "data_files",
 )
+
+
+def _clashing_files(out: Path) -> list[Path]:
+    """The files in `out` (a folder holding no run) that a new run would overwrite."""
+    from ..training.checkpoint import MANIFEST
+
+    names = {MANIFEST, *_checkpoint_and_logs(), *(f"{c}.json" for c in _CONFIG_NAMES)}
+    return [out / n for n in sorted(names) if (out / n).exists()]
 
 
 def _run_files(out: Path) -> list[Path]:
     """What a run wrote in `out`: its checkpoint files (as its manifest lists them), best/, data/,
     the metrics and the plot. Other files in the folder are not the run's."""
-    from ..training.checkpoint import (
-        BEST_DIR,
-        MANIFEST,
-        NEXT_MANIFEST,
-        STATE_JSON_FILE,
-        STATE_TENSORS_FILE,
-        WEIGHTS_FILE,
-        CheckpointError,
-        read_json,
-    )
+    from ..training.checkpoint import MANIFEST, NEXT_MANIFEST, CheckpointError, read_json
     from ..training.lm_data import DATA_DIR
-    from ..training.metrics import METRICS_FILE, PLOT_FILE
 
-    names = {WEIGHTS_FILE, STATE_JSON_FILE, STATE_TENSORS_FILE, METRICS_FILE, PLOT_FILE, BEST_DIR, DATA_DIR}
+    names = {*_checkpoint_and_logs(), DATA_DIR}
     names |= {NEXT_MANIFEST, *(p.name for p in out.glob(".next.*"))}  # a save that a kill interrupted
     for manifest in (MANIFEST, NEXT_MANIFEST):
         with contextlib.suppress(CheckpointError, OSError, AttributeError):
@@ -501,7 +499,7 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
     interrupted) before its first one, so a broken run never costs the earlier one. Under
     torchrun, rank 0 moves the files.
     """
-    from ..training.checkpoint import MANIFEST
+    from ..training.checkpoint import MANIFEST, set_aside_folders, set_aside_prefix
 
     refusal = (
         f"out: {out} already holds a run; continue it with --resume {out}, replace it with --overwrite, "
@@ -515,7 +513,7 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
         yield
         return
     real = out.resolve()  # `--out .` has no name of its own
-    stranded = sorted(real.parent.glob(f".{real.name}.replaced-*"))
+    stranded = set_aside_folders(real)
     if stranded:
         print(
             f"note: {stranded[0]} holds the files of an earlier run of {out} that an interrupted --overwrite "
@@ -527,7 +525,7 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
     # under the names a run writes would be overwritten: refused, or, with --overwrite, moved
     # aside like an earlier run's files
     holds = _holds_run(out)
-    old = _run_files(out) if holds else [out / n for n in sorted(RUN_FILE_NAMES) if (out / n).exists()]
+    old = _run_files(out) if holds else _clashing_files(out)
     if not old:
         yield
         return
@@ -539,7 +537,7 @@ def _new_run_in(out: Path, overwrite: bool) -> Iterator[None]:
             f"out: {out} holds files that a run writes ({names}) but no run; choose another --out, or "
             "replace them with --overwrite"
         )
-    aside = Path(tempfile.mkdtemp(prefix=f".{real.name}.replaced-", dir=real.parent))
+    aside = Path(tempfile.mkdtemp(prefix=set_aside_prefix(real), dir=real.parent))
     for path in old:
         os.replace(path, aside / path.name)
     try:

@@ -418,6 +418,18 @@ _RESERVED = {"model", "train_state", "checkpoint"}
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
+def set_aside_prefix(directory: str | os.PathLike[str]) -> str:
+    """The name prefix of the folders beside `directory` where `rnnlab train --overwrite` sets the
+    earlier run aside while the new one trains (`.NAME.replaced-<random>`)."""
+    return f".{Path(directory).resolve().name}.replaced-"
+
+
+def set_aside_folders(directory: str | os.PathLike[str]) -> list[Path]:
+    """The folders beside `directory` that hold an earlier run set aside by `--overwrite`, oldest name first."""
+    real = Path(directory).resolve()
+    return sorted(real.parent.glob(set_aside_prefix(real) + "*")) if real.name else []
+
+
 def saved_task(run: str | os.PathLike[str]) -> str | None:
     """The task recorded in `run`'s train_state.json ('lm', 'classify', ...), or None where it records none.
 
@@ -667,10 +679,9 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint:
 def _load_checkpoint(directory: Path) -> Checkpoint:
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
-        # `rnnlab train --overwrite` sets an earlier run aside beside the folder; killed (SIGKILL)
-        # before its first checkpoint, it could not put it back
-        real = directory.absolute()
-        aside = sorted(real.parent.glob(f".{real.name}.replaced-*")) if real.name else []
+        # killed (SIGKILL) before its first checkpoint, `rnnlab train --overwrite` could not put
+        # the earlier run back
+        aside = set_aside_folders(directory)
         hint = (
             f"; the files of an earlier run of it, set aside by an interrupted --overwrite, are in {aside[0]}: "
             f"move them back into {directory} to use that run"
