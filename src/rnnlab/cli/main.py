@@ -341,6 +341,7 @@ def _check_toml_value(action: argparse.Action, key: str, value: Any, path: str) 
 
 
 DATA_OPTIONS = ("data", "val", "test")  # local files among them are recorded as absolute paths
+DOWNLOAD_CACHE = "~/.cache/rnnlab or $RNNLAB_CACHE"  # where a --data URL is kept (`data.download.default_cache_dir`)
 
 
 def resolve_options(
@@ -788,8 +789,7 @@ def _add_lm_arguments(p: argparse.ArgumentParser) -> None:
         p,
         defaults,
         data_help="a UTF-8 text file, a URL or a named data set such as tinyshakespeare, downloaded once into a "
-        "cache, ~/.cache/rnnlab or $RNNLAB_CACHE (default: the US Census first names shipped with the `names` "
-        "package, one per line)",
+        f"cache, {DOWNLOAD_CACHE} (default: the US Census first names shipped with the `names` package, one per line)",
     )
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import CELLS, TrainConfig
-from .main import COMMON_DEFAULTS, add_common_arguments, register_task, train_config_from
+from .main import COMMON_DEFAULTS, DOWNLOAD_CACHE, add_common_arguments, register_task, train_config_from
 
 # ---------------------------------------------------------------------------------------------
 # shared pieces
@@ -183,7 +183,7 @@ def _add_classify_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(
         p,
         {**COMMON_DEFAULTS, **d},
-        data_help="a CSV/TSV file of label<TAB>text lines, or a URL, downloaded once into ~/.cache/rnnlab or $RNNLAB_CACHE (required)",
+        data_help=f"a CSV/TSV file of label<TAB>text lines, or a URL, downloaded once into {DOWNLOAD_CACHE} (required)",
     )  # the help quotes its defaults
 
 
@@ -296,7 +296,7 @@ def _add_tag_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(
         p,
         {**COMMON_DEFAULTS, **d},
-        data_help="a CoNLL-U file, or a URL, downloaded once into ~/.cache/rnnlab or $RNNLAB_CACHE (required)",
+        data_help=f"a CoNLL-U file, or a URL, downloaded once into {DOWNLOAD_CACHE} (required)",
     )  # the help quotes its defaults
 
 
@@ -397,7 +397,7 @@ def _add_forecast_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(
         p,
         {**COMMON_DEFAULTS, **d},
-        data_help="a CSV file with a header row, or a URL, downloaded once into ~/.cache/rnnlab or $RNNLAB_CACHE (required)",
+        data_help=f"a CSV file with a header row, or a URL, downloaded once into {DOWNLOAD_CACHE} (required)",
     )  # the help quotes its defaults
 
 
@@ -511,7 +511,7 @@ def _add_seq2seq_arguments(p: argparse.ArgumentParser) -> None:
         p,
         {**COMMON_DEFAULTS, **d},
         data_help="a built-in synthetic task (reverse, sort), or a TSV file of source<TAB>target lines or its URL, "
-        "downloaded once into ~/.cache/rnnlab or $RNNLAB_CACHE (required)",
+        f"downloaded once into {DOWNLOAD_CACHE} (required)",
     )  # the help quotes its defaults
 
 
@@ -523,11 +523,10 @@ def _check_seq2seq_data_options(options: dict[str, Any]) -> None:
     if not data:
         return  # the task says that --data is required
     if is_synthetic(data):
-        for name in ("val_fraction",):
-            if name in given:
-                raise ValueError(
-                    f"--{name.replace('_', '-')}: applies to a file of pairs; the synthetic {data!r} task draws --num-val pairs"
-                )
+        if "val_fraction" in given:
+            raise ValueError(
+                f"--val-fraction: applies to a file of pairs; the synthetic {data!r} task draws --num-val pairs"
+            )
         if "level" in given and options["level"] != "char":
             raise ValueError(
                 f"--level: the synthetic {data!r} task is made of characters, got --level {options['level']}"

@@ -350,10 +350,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise _naming(e, path) from None
+        raise naming_file(e, path) from None
 
 
-def _naming(e: BaseException, path: Path) -> BaseException:
+def naming_file(e: BaseException, path: str | os.PathLike[str]) -> BaseException:
     """An OSError of a write (a full disk, a file-size limit) with the file it was writing."""
     if isinstance(e, OSError) and e.filename is None and e.errno is not None:
         return OSError(e.errno, e.strerror, str(path))
@@ -460,7 +460,7 @@ def encode_to_memmap(
         os.replace(tmp, out)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise _naming(e, out) from None
+        raise naming_file(e, out) from None
     _atomic_write_text(header_path(out), json.dumps(header, ensure_ascii=False, indent=1) + "\n")
     return MemmapTokens(out)
 

@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..data.corpus import set_default_mode
+from ..data.corpus import naming_file, set_default_mode
 
 
 class CheckpointError(ValueError):
@@ -89,10 +89,7 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
-            # a full disk or a file-size limit: say which file could not be written
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        raise
+        raise naming_file(e, path) from None  # a full disk or a file-size limit: say which file
     _fsync_dir(path.parent)
 
 
