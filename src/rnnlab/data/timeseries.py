@@ -29,24 +29,23 @@ from .classify import read_rows
 from .text import DataError
 
 
-def _parse_number(s: str) -> float | None:
+def _as_float(s: str) -> float | None:
+    """The number a CSV cell holds (nan and inf included), or None."""
     if "_" in s:  # float() takes Python's 1_000, which no CSV writer produces
         return None
     try:
-        x = float(s)
+        return float(s)
     except ValueError:
         return None
-    return x if math.isfinite(x) else None
+
+
+def _parse_number(s: str) -> float | None:
+    x = _as_float(s)
+    return x if x is not None and math.isfinite(x) else None
 
 
 def _is_float(s: str) -> bool:
-    if "_" in s:
-        return False
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
+    return _as_float(s) is not None
 
 
 def load_series(
