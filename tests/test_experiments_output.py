@@ -4,6 +4,9 @@ earlier run's; a failed or interrupted run leaves the folder as it was."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -151,13 +154,15 @@ def test_a_folder_written_before_outputs_were_listed_is_replaced_as_the_experime
     assert sorted(p.name for p in out.iterdir()) == [OUTPUTS_FILE, "fig.png", "summary.txt"]
 
 
-def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path: Path, fake: dict) -> None:
-    import subprocess
-    import sys
+def _dead_pid() -> int:
+    """The id of a process that has ended (that of a child which ran and exited)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path: Path, fake: dict) -> None:
     out = tmp_path / "zz"
-    stale = out / f".partial-{int(dead.stdout)}-0123abcd"
+    stale = out / f".partial-{_dead_pid()}-0123abcd"
     stale.mkdir(parents=True)
     (stale / "model.bin").write_bytes(b"x" * 100)
     run_experiment("zz", out)
@@ -172,9 +177,6 @@ class _Killed(BaseException):
 def test_a_run_killed_while_it_moves_its_files_in_is_finished_by_the_next(
     tmp_path: Path, fake: dict, monkeypatch: pytest.MonkeyPatch, renames_before_kill: int
 ) -> None:
-    import subprocess
-    import sys
-
     from rnnlab.experiments import registry
 
     out = tmp_path / "zz"
@@ -197,9 +199,9 @@ def test_a_run_killed_while_it_moves_its_files_in_is_finished_by_the_next(
         finished = False
     monkeypatch.setattr(registry.os, "replace", real)
     if not finished:  # the killed process is gone: give its folders a dead process's id
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead = _dead_pid()
         for p in out.glob(".*partial-*"):
-            p.rename(p.with_name(p.name.replace(f"-{__import__('os').getpid()}-", f"-{int(dead.stdout)}-")))
+            p.rename(p.with_name(p.name.replace(f"-{os.getpid()}-", f"-{dead}-")))
         registry._remove_dead_stages(out)
     files = _files(out)
     if renames_before_kill == 0:  # killed as it wrote its journal: before the swap began, so the earlier run stands
