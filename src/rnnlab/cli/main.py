@@ -392,6 +392,8 @@ def train_config_from(options: dict[str, Any], **fixed: Any) -> TrainConfig:
 
 # Options that may accompany --resume: the budget and where/how it runs, not what it computes.
 RESUME_OPTIONS = {"max_steps", "max_time", "checkpoint_every", "device", "threads", "quiet", "data", "patience"}
+# a run's own validation and test files, which --resume may find in a new place (tasks that have them)
+MOVED_FILE_OPTIONS = {"val", "test"}
 
 
 def _holds_run(out: Path) -> bool:
@@ -656,11 +658,12 @@ def _resume_config(args: argparse.Namespace, parser: argparse.ArgumentParser, ta
     if saved_task != task:
         raise _other_task(run, saved_task, task)
     options = resolve_options(args, parser, {})
-    extra = sorted(options["_given"] - RESUME_OPTIONS - {"out", "engine"})
+    allowed = RESUME_OPTIONS | (MOVED_FILE_OPTIONS & set(vars(args)))
+    extra = sorted(options["_given"] - allowed - {"out", "engine"})
     if extra:
         raise ValueError(
             f"resume: continues the saved run with its own options; cannot change {', '.join('--' + e.replace('_', '-') for e in extra)} "
-            f"(allowed with --resume: {', '.join('--' + o.replace('_', '-') for o in sorted(RESUME_OPTIONS))})"
+            f"(allowed with --resume: {', '.join('--' + o.replace('_', '-') for o in sorted(allowed))})"
         )
     if options.get("out") and Path(options["out"]).resolve() != run.resolve():
         raise ValueError(f"resume: the run continues in its own folder {run}; --out {options['out']} differs")
@@ -722,7 +725,9 @@ def _resume(spec: TaskSpec, args: argparse.Namespace, parser: argparse.ArgumentP
         task = LMTask(data, ModelConfig.from_dict(ckpt.configs["model_config"]), config)
     else:
         assert spec.build is not None
-        task, _ = spec.build(args, {**options, **saved, "_resume": ckpt})
+        # files given again in a new place, absolute as resolve_options made them
+        moved = {k: options[k] for k in DATA_OPTIONS if k in options["_given"]}
+        task, _ = spec.build(args, {**options, **saved, "_resume": ckpt, "_moved": moved})
     return task, config, run, {**options, "_checkpoint": ckpt}
 
 

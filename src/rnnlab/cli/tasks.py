@@ -89,15 +89,27 @@ def _quiet(args: argparse.Namespace, options: dict[str, Any]) -> bool:
 
 def _resumed(cls: Any, args: argparse.Namespace, options: dict[str, Any]) -> tuple[Any, TrainConfig]:
     """The task of a run being resumed, rebuilt from its saved JSON (vocabularies, options)."""
-    ckpt = options["_resume"]
+    ckpt, moved = options["_resume"], options.get("_moved", {})
     saved = dict(ckpt.configs["train_config"])
-    if getattr(args, "data", None):  # the data moved: read it from its new place
-        saved["data"] = args.data
+    if moved.get("data"):  # the data moved: read it from its new place
+        saved["data"] = moved["data"]
     config = TrainConfig.from_dict(saved)
     for needed in ("model_config", "task_options"):
         if needed not in ckpt.configs:
             raise ValueError(f"resume: {args.resume} has no {needed}.json; it is not a {cls.name} run")
-    return cls.from_run(ckpt.configs, config, train=True), config
+    configs = dict(ckpt.configs)
+    task_options = dict(configs["task_options"])
+    for role in ("val", "test"):  # a moved file in its new place; its sha256 must still match
+        if moved.get(role) is None:
+            continue
+        if task_options.get(role) is None:
+            what = "holds its validation split out of --data" if role == "val" else "has no test file"
+            raise ValueError(
+                f"--{role}: the run {args.resume} {what}; --{role} with --resume only gives a moved file's new place, got {moved[role]}"
+            )
+        task_options[role] = moved[role]
+    configs["task_options"] = task_options
+    return cls.from_run(configs, config, train=True), config
 
 
 def _finish_build(

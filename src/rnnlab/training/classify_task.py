@@ -167,14 +167,28 @@ class ExampleTask(Task):
                     self._fingerprints[role] = {"path": path, "sha256": sha256_file(path)}
         return dict(self._fingerprints)
 
-    def check_data_files(self, saved: Mapping[str, Any] | None) -> None:
+    @staticmethod
+    def training_file_needed(train: bool, val: str | None) -> bool:
+        """Whether rebuilding a trained run's task reads its training file: to train on it, or to
+        hold the validation split out of it. Scoring a run that has its own --val file does not."""
+        return train or val is None
+
+    def check_data_files(self, saved: Mapping[str, Any] | None, *, read_data: bool = True) -> None:
         """Raise `DataError` if a data file differs from the one the run was trained on (`saved`).
 
-        Runs saved before `data_files.json` existed (None) are not checked.
+        Runs saved before `data_files.json` existed (None) are not checked. `read_data=False`:
+        the training file was not read (see `training_file_needed`), so it need not exist.
         """
         if not saved:
             return
-        current = self.data_fingerprints()
+        if read_data:
+            current = self.data_fingerprints()
+        else:
+            current = {}
+            for role, spec in self.data_specs().items():
+                if spec and role != "data":
+                    path = data_path(spec)
+                    current[role] = {"path": path, "sha256": sha256_file(path)}
         for role, info in saved.items():
             now = current.get(role)
             if now is not None and isinstance(info, Mapping) and now["sha256"] != info.get("sha256"):
@@ -385,10 +399,13 @@ class ClassifyTask(ExampleTask):
         Raises:
             DataError: one line for every problem with the data (file, line, what was expected).
         """
-        path = data_path(config.data)
-        texts, labs = load_classification(
-            path, label_column=options.label_column, text_column=options.text_column, header=options.header
-        )
+        if labels is None or vocab is None or cls.training_file_needed(train, options.val):
+            path = data_path(config.data)
+            texts, labs = load_classification(
+                path, label_column=options.label_column, text_column=options.text_column, header=options.header
+            )
+        else:  # scoring a trained run on its own --val file: the training file may have moved
+            path, texts, labs = str(config.data), [], []
         if labels is None:
             # every class of the training file (before a held-out split) is a class of the task
             labels = LabelVocab.from_labels(labs)
@@ -453,7 +470,7 @@ class ClassifyTask(ExampleTask):
         if not load_data:
             return cls({}, vocab, labels, model_config, config, options)
         task = cls.from_options(config, options, {}, vocab=vocab, labels=labels, model_config=model_config, train=train)
-        task.check_data_files(configs.get("data_files"))
+        task.check_data_files(configs.get("data_files"), read_data=cls.training_file_needed(train, options.val))
         return task
 
     def add_split(self, name: str, path: str) -> str:

@@ -203,6 +203,11 @@ class Seq2SeqTask(ExampleTask):
             if options.val is not None:
                 val_source = data_path(options.val, "--val")
                 val_pairs = load_pairs(val_source)
+        elif vocabs is not None and not cls.training_file_needed(train, options.val):
+            # scoring a trained run on its own --val file: the training file may have moved
+            name, train_pairs = str(spec), []
+            val_source = data_path(options.val, "--val")
+            val_pairs = load_pairs(val_source)
         else:
             name = data_path(spec)
             pairs = load_pairs(name)
@@ -272,7 +277,9 @@ class Seq2SeqTask(ExampleTask):
             train=train,
             synthetic=synthetic,
         )
-        task.check_data_files(configs.get("data_files"))
+        task.check_data_files(
+            configs.get("data_files"), read_data=synthetic or cls.training_file_needed(train, options.val)
+        )
         return task
 
     def add_split(self, name: str, path: str) -> str:

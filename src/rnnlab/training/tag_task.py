@@ -184,8 +184,11 @@ class TagTask(ExampleTask):
             DataError: with file and line number, for a CoNLL-U syntax error, a missing tag, an
                 unknown tag in the validation file, an empty file.
         """
-        path = data_path(config.data)
-        sentences = read_conllu(path, options.column)
+        if vocabs is None or cls.training_file_needed(train, options.val):
+            path = data_path(config.data)
+            sentences = read_conllu(path, options.column)
+        else:  # scoring a trained run on its own --val file: the training file may have moved
+            path, sentences = str(config.data), []
         if options.val is None:
             tr, va = held_out_split(len(sentences), config.val_fraction, config.seed, path)
             train_sents, val_sents = [sentences[i] for i in tr], [sentences[i] for i in va]
@@ -241,7 +244,7 @@ class TagTask(ExampleTask):
         task = cls.from_options(
             config, options, {}, vocabs=(word_vocab, tag_vocab, char_vocab), model_config=model_config, train=train
         )
-        task.check_data_files(configs.get("data_files"))
+        task.check_data_files(configs.get("data_files"), read_data=cls.training_file_needed(train, options.val))
         return task
 
     def add_split(self, name: str, path: str) -> str:
