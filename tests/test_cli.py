@@ -837,6 +837,31 @@ def test_a_running_text_run_scores_and_resumes_without_its_source(tmp_path: Path
     assert f"data: {source} has changed since the run's split" in _assert_one_line_error(rc, err)
 
 
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_a_per_line_run_scores_and_resumes_without_its_source(tmp_path: Path, engine: str) -> None:
+    # RUN/data/lines.txt keeps the items that the split's indices point into
+    source = tmp_path / "words.txt"
+    source.write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    out = _train(tmp_path, "run", ["--engine", engine, "--data", source, "--per-line"])
+    assert (out / "data" / "lines.txt").read_text(encoding="utf-8") == "\n".join(WORDS) + "\n"
+    record = json.loads((out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    source.rename(tmp_path / "elsewhere.txt")
+    rc, stdout, err = run_cli(["eval", out])
+    assert rc == 0, err
+    assert json.loads(stdout)["loss"] == pytest.approx(record["val_loss"], rel=1e-6)
+    rc, _, err = run_cli(["train", "--resume", out, "--max-steps", "30", "--quiet"])
+    assert rc == 0, err
+    # a source that is there but changed is still refused, not replaced by the kept lines
+    source.write_text("\n".join(WORDS[:-1]) + "\n", encoding="utf-8")
+    rc, _, err = run_cli(["eval", out])
+    assert f"data: {source} has changed since the run's split" in _assert_one_line_error(rc, err)
+    # and kept lines that were altered are refused too
+    source.unlink()
+    (out / "data" / "lines.txt").write_text("emma\n" * len(WORDS), encoding="utf-8")
+    rc, _, err = run_cli(["eval", out])
+    assert "lines.txt does not hold the lines the run's split was made from" in _assert_one_line_error(rc, err)
+
+
 @pytest.mark.parametrize("argv", [["train", "--resume="], ["train", "lm", "--resume", ""], ["train", "--resume", " "]])
 def test_an_empty_resume_is_refused_not_a_new_run(argv: list[str], tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -371,6 +371,8 @@ def test_a_new_run_replaces_the_data_of_an_old_one_in_its_folder(tmp_path: Path)
     assert run_cli(["train", "lm", "--data", text, "--out", out, *TINY])[0] == 0
     assert run_cli(["train", "lm", "--per-line", "--data", names, "--out", out, *TINY])[0] == 2  # not unasked
     assert run_cli(["train", "lm", "--per-line", "--data", names, "--out", out, "--overwrite", *TINY])[0] == 0
-    assert {p.name for p in (out / "data").iterdir()} == {"split.json"}  # no stale token file
+    assert {p.name for p in (out / "data").iterdir()} == {"split.json", "lines.txt"}  # no stale token file
     rc, _, err = run_cli(["eval", out])
     assert rc == 0, err
+    assert run_cli(["train", "lm", "--data", text, "--out", out, "--overwrite", *TINY])[0] == 0
+    assert {p.name for p in (out / "data").iterdir()} == {"split.json", "tokens.bin", "tokens.bin.json"}

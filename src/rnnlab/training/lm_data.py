@@ -14,6 +14,8 @@ data in its own folder, `RUN/data/`:
 
     tokens.bin, tokens.bin.json   the token ids (uint16; uint32 past 65,536 vocabulary entries), their
                                   header (length, vocabulary, source sha256); running text only
+    lines.txt                     the items, one a line, of per-line data read from a file (the
+                                  split's indices point into them)
     split.json                    which tokens (running text) or which lines, in training order
                                   (per-line data), went to train/val/test, with the sha256 of
                                   the source (`data.corpus.save_split`)
@@ -25,8 +27,10 @@ encoded copy per run. The files are written when the run starts (`lm_task.prepar
 torchrun rank 0 writes them while the other ranks wait, then every rank maps the same file);
 `--resume`, `rnnlab eval` and anything else that reopens the run (`open_run_splits`) use the
 saved split as it is, never recomputed, after checking that the source still has the recorded
-sha256: a changed data file is a one-line `DataError` naming the file and both checksums. (A run
-folder written before runs kept their data has no `data/`: its split is rebuilt from its options.)
+sha256: a changed data file is a one-line `DataError` naming the file and both checksums. A source
+that is gone (a deleted or moved file, a URL offline) is not needed: the token file or `lines.txt`
+holds the data. (A run folder written before runs kept their data has no `data/`: its split is
+rebuilt from its options.)
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from ..data.corpus import (
     load_split,
     save_split,
     sha256_file,
+    write_text_atomically,
 )
 from ..data.download import resolve_data
 from ..data.names import load_census_names, read_lines
@@ -65,6 +70,7 @@ Vocab = CharVocab | WordVocab
 DATA_DIR = "data"  # RUN/data/: the run's token file and split
 TOKENS_FILE = "tokens.bin"
 SPLIT_FILE = "split.json"
+LINES_FILE = "lines.txt"
 CENSUS = "census first names (package 'names')"
 CHUNK_CHARS = DEFAULT_CHUNK  # bytes per read when streaming running text (memory is O(this))
 
@@ -176,8 +182,25 @@ def _make_lines(config: TrainConfig, vocab: Vocab | None, data_dir: Path) -> LMS
     # a token file left by an earlier run in this folder would describe other data
     (data_dir / TOKENS_FILE).unlink(missing_ok=True)
     header_path(data_dir / TOKENS_FILE).unlink(missing_ok=True)
+    (data_dir / SPLIT_FILE).unlink(missing_ok=True)
+    if config.data is None:  # the census names ship with the package
+        (data_dir / LINES_FILE).unlink(missing_ok=True)
+    else:  # the items themselves, so the run scores and resumes without its source
+        write_text_atomically(data_dir / LINES_FILE, "\n".join(lines) + "\n")
+        split.extra["lines_sha256"] = _sha256_lines(lines)
     save_split(data_dir / SPLIT_FILE, split)
     return replace(splits, data_dir=data_dir)
+
+
+def _saved_lines(data_dir: Path, split: Split, gone: DataError) -> list[str]:
+    """The items a per-line run kept in `data_dir` (its source being gone: `gone`), checked."""
+    path = data_dir / LINES_FILE
+    if not path.exists() or "lines_sha256" not in split.extra:
+        raise gone  # a run saved before runs kept their lines: only the source will do
+    lines = read_lines(path)
+    if _sha256_lines(lines) != split.extra["lines_sha256"]:
+        raise DataError(f"data: {path} does not hold the lines the run's split was made from; train a new run")
+    return lines
 
 
 def _char_cut(n_chars: int, val_fraction: float) -> int:
@@ -241,6 +264,7 @@ def _make_text(config: TrainConfig, vocab: Vocab | None, data_dir: Path) -> LMSp
     split_path = data_dir / SPLIT_FILE
     try:
         split_path.unlink(missing_ok=True)  # an earlier run's split must not outlive its tokens
+        (data_dir / LINES_FILE).unlink(missing_ok=True)  # nor a per-line run's items
         tokens = encode_to_memmap(path, v, tokens_path, cuts=[cut], chunk_chars=CHUNK_CHARS)
         if tokens.source_sha256 != stream.sha256:
             raise DataError(f"data: {path} changed while it was being read; try again")
@@ -343,7 +367,14 @@ def open_lm_splits(data_dir: str | Path, config: TrainConfig, vocab: Vocab | Non
                 f"but the run's config has {key}={value!r}"
             )
     if per_line:
-        lines, name, source, sha = _lines_source(config)
+        try:
+            if config.data is not None:
+                resolve_data(config.data)
+        except DataError as gone:  # a source that is gone, not one that changed: the run kept its lines
+            lines, name = _saved_lines(data_dir, split, gone), str(config.data)
+            source, sha = str(data_dir / LINES_FILE), split.source_sha256
+        else:
+            lines, name, source, sha = _lines_source(config)
         if sha != split.source_sha256:
             raise _changed(source, split_path, split.source_sha256, sha)
         if split.kind != "indices" or split.num_items != len(lines):
