@@ -39,6 +39,16 @@ def _collect_grads(module_or_grads: GradsLike) -> list[np.ndarray]:
     return grads
 
 
+def _number(name: str, value: object) -> float:
+    """float(value) (so "inf" works, as in PyTorch), or a ValueError naming the argument."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+
+
 def _vector_norm(x: np.ndarray, p: float) -> np.ndarray:
     """`torch.linalg.vector_norm(x, p)` for a flat view of `x`, as a 0-d array of x's dtype."""
     a = np.abs(x.reshape(-1))
@@ -70,7 +80,7 @@ def clip_grad_value_(module_or_grads: GradsLike, clip_value: float) -> None:
         >>> clip_grad_value_([g], 5.0); g
         array([-5. ,  0.5,  5. ])
     """
-    clip_value = float(clip_value)
+    clip_value = _number("clip_value", clip_value)
     if not clip_value >= 0:
         raise ValueError(f"clip_value: expected a value >= 0, got {clip_value}")
     for g in _collect_grads(module_or_grads):
@@ -107,8 +117,8 @@ def clip_grad_norm_(
         (5.0, array([0.6, 0.8]))
     """
     grads = _collect_grads(module_or_grads)
-    norm_type = float(norm_type)
-    max_norm = float(max_norm)
+    norm_type = _number("norm_type", norm_type)
+    max_norm = _number("max_norm", max_norm)
     if not grads:
         return 0.0
     # Per-array norms, then the norm of those norms: torch's two-stage reduction, in the grads' dtype.

@@ -9,10 +9,11 @@ shapes and initial distributions follow `torch.nn`, so a PyTorch state dict load
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
-from rnnlab.scratch.module import Module, as_numeric_array, check_dtype
+from rnnlab.scratch.module import Module, as_numeric_array, check_dtype, check_positive_int, check_seed
 
 # Below this vocabulary size a one-hot matmul is the fastest scatter-add for Embedding.backward
 # (BLAS beats index bookkeeping); above it the one-hot matrix grows too large and sorting wins.
@@ -53,14 +54,10 @@ class Embedding(Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        if int(num_embeddings) != num_embeddings or num_embeddings < 1:
-            raise ValueError(f"num_embeddings: expected a positive integer, got {num_embeddings}")
-        if int(embedding_dim) != embedding_dim or embedding_dim < 1:
-            raise ValueError(f"embedding_dim: expected a positive integer, got {embedding_dim}")
-        self.num_embeddings = int(num_embeddings)
-        self.embedding_dim = int(embedding_dim)
+        self.num_embeddings = check_positive_int("num_embeddings", num_embeddings)
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         self.dtype = check_dtype(dtype)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         weight = rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype)
         self.register_parameter("weight", weight)
         self._indices: np.ndarray | None = None
@@ -85,7 +82,7 @@ class Embedding(Module):
         if self._indices is None:
             raise RuntimeError("Embedding.backward called before forward")
         idx = self._indices
-        dout = np.asarray(dout)
+        dout = as_numeric_array("dout", dout)
         expected = (*idx.shape, self.embedding_dim)
         if dout.shape != expected:
             raise ValueError(f"dout: expected shape {expected}, got {dout.shape}")
@@ -139,14 +136,10 @@ class Linear(Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        if int(in_features) != in_features or in_features < 1:
-            raise ValueError(f"in_features: expected a positive integer, got {in_features}")
-        if int(out_features) != out_features or out_features < 1:
-            raise ValueError(f"out_features: expected a positive integer, got {out_features}")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.out_features = check_positive_int("out_features", out_features)
         self.dtype = check_dtype(dtype)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         # kaiming_uniform_(a=sqrt(5)) in torch reduces to this bound; the bias uses the same one.
         bound = 1.0 / math.sqrt(self.in_features)
         W = rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(self.dtype)
@@ -178,7 +171,7 @@ class Linear(Module):
         """Accumulate weight/bias gradients and return dx, shape `x.shape`."""
         if self._x2 is None:
             raise RuntimeError("Linear.backward called before forward")
-        dout = np.asarray(dout)
+        dout = as_numeric_array("dout", dout)
         expected = (*self._lead_shape, self.out_features)
         if dout.shape != expected:
             raise ValueError(f"dout: expected shape {expected}, got {dout.shape}")
@@ -213,15 +206,15 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
         self.p = float(p)
         self._mask: np.ndarray | None = None
         self._shape: tuple[int, ...] | None = None
 
     def forward(self, x: object, rng: np.random.Generator | None = None) -> np.ndarray:
         """Apply dropout with randomness from `rng` (needed only in training mode with p > 0)."""
-        x = np.asarray(x)
+        x = as_numeric_array("x", x)
         self._shape = x.shape
         if not self.training or self.p == 0.0:
             self._mask = None
@@ -243,7 +236,7 @@ class Dropout(Module):
         """Return `dout` times the mask from the last forward (identity in eval mode)."""
         if self._shape is None:
             raise RuntimeError("Dropout.backward called before forward")
-        dout = np.asarray(dout)
+        dout = as_numeric_array("dout", dout)
         if dout.shape != self._shape:
             raise ValueError(f"dout: expected shape {self._shape}, got {dout.shape}")
         if self._mask is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .module import as_numeric_array
+
 _REDUCTIONS = ("mean", "sum")
 
 
@@ -188,7 +190,7 @@ def mse_loss(
     """
     _check_reduction(reduction)
     p = _check_logits("pred", pred)
-    y = np.asarray(target)
+    y = as_numeric_array("target", target)
     if y.shape != p.shape:
         raise ValueError(f"target: expected shape {p.shape} (same as pred), got {y.shape}")
     y = y.astype(p.dtype, copy=False)

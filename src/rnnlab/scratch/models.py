@@ -8,7 +8,7 @@ from ..config import ModelConfig
 from .gradcheck_recurrent import make_layer
 from .init import init_recurrent_
 from .layers import Dropout, Embedding, Linear
-from .module import Module, check_dtype
+from .module import Module, check_dtype, check_seed
 
 State = np.ndarray | tuple[np.ndarray, np.ndarray]  # (L, B, H), or (h, c) for LSTM
 
@@ -37,11 +37,9 @@ class LanguageModel(Module):
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config: expected a ModelConfig, got {type(config).__name__}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
         self.config = config
         self.dtype = check_dtype(dtype)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(check_seed(seed))
         seeds = self.rng.integers(0, 2**31, size=3)
         cell = f"rnn_{config.nonlinearity}" if config.cell == "rnn" else config.cell
         self.embedding = Embedding(config.vocab_size, config.embedding_dim, dtype=dtype, seed=int(seeds[0]))
@@ -73,7 +71,12 @@ class LanguageModel(Module):
             self.head.tie_parameter("weight", self.embedding, "weight")
 
     def forward(self, idx: np.ndarray, state: State | None = None) -> tuple[np.ndarray, State]:
-        """idx (B, T) token ids; state from the previous chunk or None. Returns (logits (B, T, V), state)."""
+        """idx (B, T) token ids; state from the previous chunk or None. Returns (logits (B, T, V), state).
+
+        An unbatched (T,) idx gives (T, V) logits, as in PyTorch.
+        """
+        if np.ndim(idx) not in (1, 2):
+            raise ValueError(f"idx: expected token ids of shape (B, T) or (T,), got shape {np.shape(idx)}")
         x = self.embedding.forward(idx)  # (B, T, E)
         out, state = self.rnn.forward(x, state)  # (B, T, H)
         out = self.drop.forward(out, self.rng)

@@ -17,11 +17,35 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_dtype(dtype: object) -> np.dtype:
-    """Return `dtype` as a NumPy dtype, raising TypeError unless it is float32 or float64."""
-    dt = np.dtype(dtype)  # type: ignore[call-overload]
+    """Return `dtype` as a NumPy dtype, raising TypeError unless it is float32 or float64.
+
+    None means float32, the default, as PyTorch's `dtype=None` means its default float type
+    (NumPy's `np.dtype(None)` would be float64).
+    """
+    if dtype is None:
+        return np.dtype(np.float32)
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"dtype: expected float32 or float64, got {dt}")
     return dt
+
+
+def check_seed(seed: object) -> int | None:
+    """`seed` if it is None or an integer >= 0 (what seeds a `np.random.default_rng`), else ValueError."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed: expected an integer >= 0 or None, got {seed!r}")
+    return None if seed is None else int(seed)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """`value` as an int if it is a positive integer (a float such as 4.0 included), else ValueError naming `name`."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer, float, np.floating))
+    if not ok or value != int(value) or value < 1:  # type: ignore[call-overload,operator]
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)  # type: ignore[call-overload]
 
 
 def as_numeric_array(name: str, value: object) -> np.ndarray:
@@ -32,6 +56,8 @@ def as_numeric_array(name: str, value: object) -> np.ndarray:
         >>> as_numeric_array("x", [[1, 2], [3, 4]]).shape
         (2, 2)
     """
+    if hasattr(value, "detach") and hasattr(value, "requires_grad"):
+        value = value.detach().cpu()  # a torch tensor that requires grad refuses `np.asarray`
     try:
         arr = np.asarray(value)
     except ValueError as e:  # a ragged nest of lists
@@ -146,6 +172,8 @@ class Module:
                 `tensor.numpy()`); shapes must match exactly.
             strict: if True, missing or unexpected names raise `ValueError`.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
         own = {n: p for n, p, _ in self.named_parameters(remove_duplicate=False)}
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]

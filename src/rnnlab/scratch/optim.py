@@ -13,15 +13,18 @@ Hyper-parameters are not part of it: they come from the constructor (and `lr` fr
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from rnnlab.scratch.module import Module
+from rnnlab.scratch.module import Module, as_numeric_array
 
 
 def _check_nonnegative(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}: expected a value >= 0, got {value!r}")
     value = float(value)
     if not 0.0 <= value:  # also rejects NaN
         raise ValueError(f"{name}: expected a value >= 0, got {value}")
@@ -106,11 +109,14 @@ class Optimizer:
         Raises:
             ValueError: on a missing or unexpected key, or a shape mismatch.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict: expected a mapping, got {type(state_dict).__name__}")
         if "step" not in state_dict:
             raise ValueError("state_dict: missing key 'step'")
         step = np.asarray(state_dict["step"])
-        if step.shape != () or not (np.issubdtype(step.dtype, np.integer) or float(step) == int(step)):
-            raise ValueError(f"state_dict['step']: expected an integer, got {state_dict['step']!r}")
+        whole = step.dtype.kind in "iu" or (step.dtype.kind == "f" and np.isfinite(step) and step == np.floor(step))
+        if step.shape != () or not whole or step < 0:
+            raise ValueError(f"state_dict['step']: expected an integer >= 0, got {state_dict['step']!r}")
         expected = {f"{buf}.{name}" for buf in self._buffer_names for name in self.names}
         lazy = {f"{buf}.{name}" for buf in self._lazy_buffers for name in self.names}
         keys = set(state_dict) - {"step"}
@@ -120,16 +126,21 @@ class Optimizer:
             raise ValueError(
                 f"state_dict: keys do not match; missing {missing or 'none'}, unexpected {unexpected or 'none'}"
             )
+        # every buffer is checked before any is replaced: a bad state dict leaves the optimiser as it was
+        loaded: dict[str, list[np.ndarray | None]] = {}
         for buf in self._buffer_names:
-            for i, (name, p) in enumerate(zip(self.names, self.params, strict=True)):
+            loaded[buf] = []
+            for name, p in zip(self.names, self.params, strict=True):
                 key = f"{buf}.{name}"
                 if key not in state_dict:
-                    self._state[buf][i] = None
+                    loaded[buf].append(None)
                     continue
-                arr = np.asarray(state_dict[key])
+                arr = as_numeric_array(f"state_dict[{key!r}]", state_dict[key])
                 if arr.shape != p.shape:
                     raise ValueError(f"state_dict[{key!r}]: expected shape {p.shape}, got {arr.shape}")
-                self._state[buf][i] = arr.astype(p.dtype, copy=True)
+                loaded[buf].append(arr.astype(p.dtype, copy=True))
+        for buf, arrays in loaded.items():
+            self._state[buf][:] = arrays
         self.step_count = int(step)
 
 
@@ -281,8 +292,12 @@ class Adam(Optimizer):
     ) -> None:
         super().__init__(module, lr)
         self.eps = _check_nonnegative("eps", eps)
-        if len(betas) != 2:
-            raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
+        if (
+            not isinstance(betas, (tuple, list))
+            or len(betas) != 2
+            or not all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in betas)
+        ):
+            raise ValueError(f"betas: expected a pair of numbers (beta1, beta2), got {betas!r}")
         beta1, beta2 = float(betas[0]), float(betas[1])
         if not 0.0 <= beta1 < 1.0:
             raise ValueError(f"betas: expected betas[0] in [0, 1), got {beta1}")

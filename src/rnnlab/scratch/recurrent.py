@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .module import Module, as_numeric_array, check_dtype
+from .module import Module, as_numeric_array, check_dtype, check_seed
 
 MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
 GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -468,15 +468,17 @@ def direction_backward(
 
 
 def _feature_major(x: np.ndarray) -> np.ndarray:
-    """(T, B, F) -> contiguous (T, F, B).
+    """(T, B, F) -> a contiguous (T, F, B) copy, never a view of `x` (the layer keeps it for backward).
 
     A batch-first array seen time-major is first made contiguous as (T, B, F): that copy moves whole
     rows, and the swap of the last two axes after it stays in cache. The one-step permutation
-    (B, T, F) -> (T, F, B) walks memory with a stride of T·F and is about 4x slower.
+    (B, T, F) -> (T, F, B) walks memory with a stride of T·F and is about 4x slower. For B = 1 the
+    swap alone would be a view, and a caller that then edits its input in place would change the
+    gradients.
     """
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
-    return np.ascontiguousarray(x.transpose(0, 2, 1))
+    return np.array(x.transpose(0, 2, 1), order="C", copy=True)
 
 
 def _as_float_array(name: str, value: object, dtype: np.dtype) -> np.ndarray:
@@ -523,7 +525,7 @@ class RNNBase(Module):
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if bidirectional else 1
         self.dtype = check_dtype(dtype)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(check_seed(seed))
         self._cache: dict | None = None
         # one set of reusable buffers per layer and direction (see `Workspace`)
         self._workspaces = [Workspace() for _ in range(self.num_layers * self.num_directions)]
@@ -671,7 +673,7 @@ class RNNBase(Module):
         """
         if self._cache is None:
             raise RuntimeError("backward called before forward (or twice for one forward)")
-        cache, self._cache = self._cache, None
+        cache = self._cache  # dropped only once the arguments are checked: a corrected call may follow
         T, B = cache["shape"]
         unbatched = cache["unbatched"]
         L, D, H = self.num_layers, self.num_directions, self.hidden_size
@@ -680,15 +682,10 @@ class RNNBase(Module):
             g = np.zeros(out_shape, dtype=self.dtype)
         else:
             g = _as_float_array("dout", dout, self.dtype)
-            g = (
-                g[:, None, :]
-                if unbatched and g.ndim == 2
-                else (g.transpose(1, 0, 2) if self.batch_first and not unbatched else g)
-            )
-            if g.shape != out_shape:
-                T_, B_, F_ = out_shape
-                expected = (T_, F_) if unbatched else (B_, T_, F_) if self.batch_first else out_shape
-                raise ValueError(f"dout: expected the shape of output {expected}, got {tuple(np.shape(dout))}")
+            expected = (T, D * H) if unbatched else (B, T, D * H) if self.batch_first else out_shape
+            if g.shape != expected:
+                raise ValueError(f"dout: expected the shape of output {expected}, got {g.shape}")
+            g = g[:, None, :] if unbatched else (g.transpose(1, 0, 2) if self.batch_first else g)
         n_state = 2 if self.mode == "LSTM" else 1
         if dstate is None:
             dfin = [None] * n_state
@@ -703,6 +700,7 @@ class RNNBase(Module):
             for name, v in zip(("dh_n", "dc_n"), dfin, strict=False)
         ]
         dfin = [None if v is None else (v[:, None, :] if v.ndim == 2 else v) for v in dfin]
+        self._cache = None
 
         dinit = [np.zeros((L * D, B, H), dtype=self.dtype) for _ in range(n_state)]
         g = _feature_major(g)  # (T, D·H, B)
@@ -893,24 +891,32 @@ class _CellBase(Module):
         self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, self._layer.dtype
         self._state_shape: tuple[int, ...] | None = None  # set by each forward from its input
 
-    def _check_input(self, input: object) -> np.ndarray:
+    def _check_input(self, input: object) -> tuple[np.ndarray, tuple[int, ...]]:
+        """The input as an array, and the (B, H) or (H,) shape its states have, as the user passes them.
+
+        The shape is remembered for `backward` only once the forward step has run (`_ran`): a call
+        that fails on its state must not change what the next `backward` expects.
+        """
         x = _as_float_array("input", input, self.dtype)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"input: expected shape (B, {self.input_size}) or ({self.input_size},), got {x.shape}")
-        self._state_shape = (*x.shape[:-1], self.hidden_size)  # (B, H) or (H,), as the user passes states
-        return x
+        return x, (*x.shape[:-1], self.hidden_size)
 
-    def _check_state(self, name: str, value: object) -> np.ndarray:
-        """A state or state gradient shaped like the last input's (B, H) or (H,), given a leading layer axis.
+    def _ran(self, state_shape: tuple[int, ...]) -> None:
+        self._state_shape = state_shape
+
+    def _check_state(self, name: str, value: object, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """A state (`shape`: this input's) or state gradient (the last forward's), given a leading layer axis.
 
         Checked here so that a wrong shape is reported as the user passed it, not as the
         (1, B, H) of the one-layer recurrent layer underneath.
         """
-        if self._state_shape is None:
+        shape = self._state_shape if shape is None else shape
+        if shape is None:
             raise RuntimeError("backward called before forward")
         arr = _as_float_array(name, value, self.dtype)
-        if arr.shape != self._state_shape:
-            raise ValueError(f"{name}: expected shape {self._state_shape}, got {arr.shape}")
+        if arr.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
         return arr[None]
 
     def zero_grad(self) -> None:
@@ -942,8 +948,9 @@ class RNNCell(_CellBase):
 
     def forward(self, input: np.ndarray, hx: np.ndarray | None = None) -> np.ndarray:
         """input (B, I) or (I,); hx (B, H) or (H,), zeros if None; returns h' like hx."""
-        x = self._check_input(input)
-        _, h = self._layer.forward(x[None], None if hx is None else self._check_state("hx", hx))
+        x, shape = self._check_input(input)
+        _, h = self._layer.forward(x[None], None if hx is None else self._check_state("hx", hx, shape))
+        self._ran(shape)
         return h[0]
 
     def backward(self, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -969,21 +976,22 @@ class LSTMCell(_CellBase):
         self, input: np.ndarray, hx: tuple[np.ndarray, np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """input (B, I) or (I,); hx a pair (h, c), each (B, H) or (H,), zeros if None; returns (h', c')."""
-        x = self._check_input(input)
+        x, shape = self._check_input(input)
         state = None
         if hx is not None:
             if not (isinstance(hx, (tuple, list)) and len(hx) == 2):
                 raise TypeError(f"hx: expected a tuple (h_0, c_0) for LSTMCell, got {type(hx).__name__}")
             h0, c0 = hx
-            state = (self._check_state("h_0", h0), self._check_state("c_0", c0))
+            state = (self._check_state("h_0", h0, shape), self._check_state("c_0", c0, shape))
         _, (h, c) = self._layer.forward(x[None], state)
+        self._ran(shape)
         return h[0], c[0]
 
     def backward(
-        self, dh: np.ndarray, dc: np.ndarray | None = None
+        self, dh: np.ndarray | None, dc: np.ndarray | None = None
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """Gradients of h' and c' (dc None: c' does not reach the loss); returns (dinput, (dh, dc))."""
-        dstate = (self._check_state("dh", dh), None if dc is None else self._check_state("dc", dc))
+        """Gradients of h' and c' (None: that one does not reach the loss); returns (dinput, (dh, dc))."""
+        dstate = tuple(None if v is None else self._check_state(n, v) for n, v in (("dh", dh), ("dc", dc)))
         dx, (dh0, dc0) = self._layer.backward(None, dstate)
         return dx[0], (dh0[0], dc0[0])
 
@@ -1002,8 +1010,9 @@ class GRUCell(_CellBase):
 
     def forward(self, input: np.ndarray, hx: np.ndarray | None = None) -> np.ndarray:
         """input (B, I) or (I,); hx (B, H) or (H,), zeros if None; returns h' like hx."""
-        x = self._check_input(input)
-        _, h = self._layer.forward(x[None], None if hx is None else self._check_state("hx", hx))
+        x, shape = self._check_input(input)
+        _, h = self._layer.forward(x[None], None if hx is None else self._check_state("hx", hx, shape))
+        self._ran(shape)
         return h[0]
 
     def backward(self, dh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
