@@ -287,7 +287,7 @@ def test_neuron_page_max_chars_and_unknown_characters(runs: Path, tmp_path: Path
     out = write_neuron_page(runs / "hidden-states" / "model", text, tmp_path / "p.html", max_chars=26)
     data = page_data(out.read_text(encoding="utf-8"))
     assert data["text"] == "All:  speak\nAll:  speak\n" and data["dropped_chars"] == 2
-    with pytest.raises(ValueError, match="max-chars"):
+    with pytest.raises(ValueError, match="max_chars: expected a positive integer, got 0"):
         write_neuron_page(runs / "hidden-states" / "model", text, tmp_path / "p.html", max_chars=0)
 
 
@@ -298,7 +298,19 @@ def test_visualize_missing_input_exits_2(runs: Path, corpus: Path, tmp_path: Pat
     assert main(["visualize", str(ckpt), "--text", str(text), "--out", str(tmp_path / "p.html")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "nope" in err
+    if which == "text":
+        assert err == f"error: --text: file not found: {text}\n"
     assert not (tmp_path / "p.html").exists()
+
+
+def test_a_corpus_too_short_for_an_experiment_names_no_training_option(tmp_path: Path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("To be, or not to be. " * 12, encoding="utf-8")  # 252 characters
+    assert main(["experiment", "hidden-states", "--quick", "--data", str(short), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: data: {short} is too short for this experiment: its training split (the first 90%) has 226 characters"
+    )
+    assert not (tmp_path / "o").exists()
 
 
 def test_experiment_without_corpus_exits_2(tmp_path: Path, capsys):

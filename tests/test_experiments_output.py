@@ -46,7 +46,7 @@ def test_a_new_run_replaces_the_earlier_runs_files_only(tmp_path: Path, fake: di
     fake["files"] = {"other.png": b"png-2", "summary.txt": b"two"}
     run_experiment("zz", out)
     files = _files(out)
-    assert files.pop(OUTPUTS_FILE) == b'{"files": ["other.png", "summary.txt"]}\n'
+    assert files.pop(OUTPUTS_FILE) == b'{"files": ["other.png", "summary.txt"], "experiment": "zz"}\n'
     assert files == {"other.png": b"png-2", "summary.txt": b"two", "notes.md": b"mine"}  # fig.png went
 
 
@@ -87,6 +87,92 @@ def test_an_interrupted_all_reports_what_finished(tmp_path: Path, fake: dict, mo
     assert [e["name"] for e in report["experiments"]] == ["zz"]
     assert report["settings"]["interrupted"] == "during zz-stop; 1 experiment(s) not run"
     assert not (tmp_path / "zz-stop").exists()
+
+
+def test_an_interrupted_all_keeps_the_complete_report_of_an_earlier_run(
+    tmp_path: Path, fake: dict, monkeypatch
+) -> None:
+    run_all(tmp_path, names=["zz"])
+    complete = {name: (tmp_path / name).read_bytes() for name in ("report.html", "report.json")}
+
+    def stop(out_dir, **_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(EXPERIMENTS, "zz-stop", Experiment("zz-stop", "Stopped", stop))
+    with pytest.raises(KeyboardInterrupt):
+        run_all(tmp_path, names=["zz", "zz-stop"], seed=3)
+    assert {name: (tmp_path / name).read_bytes() for name in complete} == complete
+    partial = json.loads((tmp_path / "report-interrupted.json").read_text(encoding="utf-8"))
+    assert partial["settings"]["interrupted"] == "during zz-stop; 1 experiment(s) not run"
+    assert (tmp_path / "report-interrupted.html").is_file()
+
+
+def test_another_experiments_results_in_the_folder_are_kept(tmp_path: Path, fake: dict, monkeypatch, capsys) -> None:
+    def other(out_dir: Path, **_) -> dict:
+        (out_dir / "summary.txt").write_bytes(b"yy's summary")
+        (out_dir / "yy.png").write_bytes(b"png-yy")
+        return {"experiment": "yy"}
+
+    monkeypatch.setitem(EXPERIMENTS, "yy", Experiment("yy", "Another experiment", other))
+    out = tmp_path / "same"
+    run_experiment("zz", out)  # fig.png, summary.txt
+    capsys.readouterr()
+    run_experiment("yy", out)
+    assert (out / "fig.png").read_bytes() == b"png-1"  # zz's figure stays
+    assert (out / "yy.png").read_bytes() == b"png-yy" and (out / "summary.txt").read_bytes() == b"yy's summary"
+    (kept,) = out.glob("earlier-files-*")  # zz's summary.txt was in the way: set aside, not deleted
+    assert (kept / "summary.txt").read_bytes() == b"the first summary"
+    assert "moved summary.txt out of the way" in capsys.readouterr().err
+
+
+def test_data_for_an_experiment_that_reads_no_text_is_refused(tmp_path: Path, fake: dict, capsys) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    assert main(["experiment", "zz", "--data", str(text), "--out", str(tmp_path / "zz")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: --data: the experiment zz does not train on a text corpus, got --data {text}\n"
+    )
+    assert not (tmp_path / "zz").exists()
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_work(
+    tmp_path: Path, fake: dict, capsys, monkeypatch
+) -> None:
+    (tmp_path / "ro").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: False if Path(path) == tmp_path / "ro" else real_access(path, mode)
+    )
+    fake["fail"] = AssertionError("the experiment should not run")
+    for argv in (["experiment", "zz"], ["experiment", "all"]):
+        assert main([*argv, "--out", str(tmp_path / "ro")]) == 2
+        assert capsys.readouterr().err == (
+            f"error: out: cannot write into the folder {tmp_path / 'ro'} (no permission, or a read-only file system)\n"
+        )
+
+
+def test_all_takes_a_url_for_its_data(tmp_path: Path, fake: dict, monkeypatch) -> None:
+    import http.server
+    import threading
+    from functools import partial
+
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "corpus.txt").write_text(TEXT, encoding="utf-8")
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+    try:
+        report = run_all(tmp_path / "out", names=["zz"], data=f"http://127.0.0.1:{server.server_address[1]}/corpus.txt")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert report.is_file()
+    cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.suffix != ".sha256"]
+    assert [p.read_text(encoding="utf-8") for p in cached] == [TEXT]  # downloaded, then read by the check
 
 
 def test_cli_interrupt_says_no_checkpoint(tmp_path: Path, fake: dict, capsys) -> None:
@@ -205,13 +291,16 @@ def test_a_run_killed_while_it_moves_its_files_in_is_finished_by_the_next(
         registry._remove_dead_stages(out)
     files = _files(out)
     if renames_before_kill == 0:  # killed as it wrote its journal: before the swap began, so the earlier run stands
-        assert json.loads(files.pop(OUTPUTS_FILE)) == {"files": ["fig.png", "summary.txt"]}
+        assert json.loads(files.pop(OUTPUTS_FILE)) == {"files": ["fig.png", "summary.txt"], "experiment": "zz"}
         assert files == {"fig.png": b"png-1", "summary.txt": b"the first summary", "table.csv": b"mine"}
         assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [OUTPUTS_FILE]
         return
     # after it: the second run's files, listed; the earlier run's gone; the user's file kept aside
     kept = [k for k in files if k.startswith("earlier-files-")]
     assert len(kept) == 1 and files.pop(kept[0]) == b"mine"
-    assert json.loads(files.pop(OUTPUTS_FILE)) == {"files": ["extra.png", "summary.txt", "table.csv"]}
+    assert json.loads(files.pop(OUTPUTS_FILE)) == {
+        "files": ["extra.png", "summary.txt", "table.csv"],
+        "experiment": "zz",  # also when the next run finished the swap from the journal
+    }
     assert files == {"extra.png": b"png-2", "summary.txt": b"second", "table.csv": b"new table"}
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [OUTPUTS_FILE]

@@ -499,10 +499,16 @@ def hidden_states(out_dir: Path, *, seed: int = 0, quick: bool = False, data: st
         if key == "variance":
             sentences.append(f"Unit {u} is the most variable of the other units (std {std[u]:.2f} over the text).")
         else:
-            sentences.append(
-                f"Of all {H} units, unit {u} correlates most with the {FEATURES[key]}: Pearson r = "
-                f"{_fmt_r(corr[key][u])} ({strong[key]} unit(s) have |r| > 0.5)."
-            )
+            best = int(np.argmax(np.abs(corr[key])))
+            if best == u:
+                lead = f"Of all {H} units, unit {u} correlates most with the {FEATURES[key]}"
+            else:  # the best one is already drawn for another feature
+                taken = next(FEATURES.get(k, k) for c, k in chosen if c == best)
+                lead = (
+                    f"Of the units not drawn for another feature, unit {u} correlates most with the "
+                    f"{FEATURES[key]} (unit {best}, drawn for the {taken}, has r = {_fmt_r(corr[key][best])})"
+                )
+            sentences.append(f"{lead}: Pearson r = {_fmt_r(corr[key][u])} ({strong[key]} unit(s) have |r| > 0.5).")
     sentences.append(
         f"Of all activations, {100 * saturated:.1f}% are saturated (|h| > 0.9); the mean |h| is {np.abs(h).mean():.2f}."
     )

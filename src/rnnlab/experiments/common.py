@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.text import DataError
+from ..data.text import DataError, read_text, split_text
 
 
 def pyplot():
@@ -25,6 +25,37 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+class RunProgress:
+    """A bar over an experiment's training runs on stderr, on a terminal only (tqdm's `disable=None`);
+    nothing without tqdm. `advance(label)` after each run names the one just finished.
+
+    Example:
+        >>> with RunProgress(2, "demo") as bar:
+        ...     bar.advance("first")
+        ...     bar.advance("second")
+    """
+
+    def __init__(self, total: int, name: str) -> None:
+        self.total, self.name, self._bar = total, name, None
+
+    def __enter__(self) -> RunProgress:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return self
+        self._bar = tqdm(total=self.total, desc=self.name, file=sys.stderr, disable=None, leave=False, unit="run")
+        return self
+
+    def advance(self, label: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(label, refresh=False)
+            self._bar.update(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def write_summary(out_dir: Path, name: str, text: str, figures: dict[str, Any]) -> dict:
@@ -102,13 +133,23 @@ def train_char_model(
         eval_every=10**9,
         seed=seed,
     )
-    data = load_lm_data(train_config)
     need = batch_size * seq_len + 1
-    if len(data.train) < need:  # said here: the trainer's hint names options `rnnlab experiment` does not have
-        raise DataError(
+
+    def too_short(n_train: int) -> DataError:  # the trainer's own hint names options `rnnlab experiment` lacks
+        return DataError(
             f"data: {corpus} is too short for this experiment: its training split (the first 90%) has "
-            f"{len(data.train):,} characters, the experiment's batches need {need:,}; give a longer text"
+            f"{n_train:,} characters, the experiment's batches need {need:,}; give a longer text"
         )
+
+    try:
+        data = load_lm_data(train_config)
+    except DataError as e:
+        if "too short" not in str(e):
+            raise
+        train_text, _ = split_text(read_text(corpus), train_config.val_fraction)
+        raise too_short(len(train_text)) from None
+    if len(data.train) < need:
+        raise too_short(len(data.train))
     model_config = ModelConfig(vocab_size=len(data.vocab), cell=cell, hidden_size=hidden_size, embedding_dim=32)
     train_lm(model_config, train_config, out_dir / "model", data, progress=True)  # a bar on a terminal only
     return load_lm(out_dir / "model"), data

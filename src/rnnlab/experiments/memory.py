@@ -26,7 +26,7 @@ from ..scratch.layers import Linear
 from ..scratch.losses import cross_entropy, mse_loss
 from ..scratch.module import Module
 from ..scratch.optim import Adam
-from .common import pyplot, write_csv, write_summary
+from .common import RunProgress, pyplot, write_csv, write_summary
 from .registry import experiment
 
 CELLS = ("rnn", "irnn", "lstm", "gru")
@@ -414,11 +414,15 @@ def memory_capacity(
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = [seed + k for k in range(cfg.seeds)]
     runs = []
-    with np.errstate(over="ignore", invalid="ignore"):
+    with (
+        np.errstate(over="ignore", invalid="ignore"),
+        RunProgress(len(cfg.cells) * len(cfg.lengths) * len(seeds), "memory-capacity") as bar,
+    ):
         for cell in cfg.cells:
             for length in cfg.lengths:
                 for s in seeds:
                     runs.append({"cell": cell, "length": length, "seed": s, **train_first_token(cell, length, s, cfg)})
+                    bar.advance(f"{cell} T={length} seed {s}")
     results = [{k: r[k] for k in ("cell", "length", "seed", "accuracy")} for r in runs]
     table = _accuracy_table(runs, cfg.cells, cfg.lengths)
     write_csv(
@@ -555,13 +559,17 @@ def adding_problem(
     per_length: dict[str, dict] = {}
     curves: dict[tuple[int, str], dict] = {}
     rows = []
-    with np.errstate(over="ignore", invalid="ignore"):
+    with (
+        np.errstate(over="ignore", invalid="ignore"),
+        RunProgress(len(cfg.lengths) * len(cfg.cells), "adding-problem") as bar,
+    ):
         for length, steps in zip(cfg.lengths, cfg.steps, strict=True):
             x_eval, y_eval = adding_batch(_rng(seed, 3, length), cfg.eval_size, length)
             baseline = float(np.mean((1.0 - y_eval) ** 2))  # always answer 1
             entry: dict = {"baseline_mse": baseline, "budget_steps": steps}
             for cell in cfg.cells:
                 r = train_adding(cell, length, steps, cfg, seed, x_eval, y_eval)
+                bar.advance(f"{cell} T={length}")
                 curves[length, cell] = r
                 rows += [[length, cell, s, m] for s, m in zip(r["steps"], r["mse"], strict=True)]
                 finite = [m for m in r["mse"] if np.isfinite(m)]
@@ -708,11 +716,22 @@ def _windows(series: np.ndarray, starts: np.ndarray, window: int) -> tuple[np.nd
 
 def _test_windows(cfg: SineConfig) -> tuple[np.ndarray, np.ndarray]:
     """Window starts covering the test part: every test target is predicted exactly once, with at
-    least `warmup` steps of context. Returns (starts, first target index counted)."""
+    least `warmup` steps of context. Returns (starts, counted): `counted` (window, n_windows) marks
+    the steps of each window whose predictions are scored. Consecutive windows score their steps
+    after the warm-up; a last window, ending at the last test point, scores only the targets the
+    others left (its context then includes steps scored before)."""
     stride = cfg.window - cfg.warmup
     first = cfg.n_train  # first test target index: predicted from series[first - 1]
-    starts = np.arange(first - 1 - cfg.warmup, cfg.n_train + cfg.n_test - 1 - cfg.window + 1, stride)
-    return starts, np.asarray(first)
+    end = cfg.n_train + cfg.n_test  # one past the last test target
+    starts = np.arange(first - 1 - cfg.warmup, end - cfg.window, stride)  # window at s predicts s+1 .. s+window
+    counted = np.zeros((cfg.window, len(starts)), dtype=bool)
+    counted[cfg.warmup :] = True
+    covered = int(starts[-1]) + cfg.window + 1 if len(starts) else first  # one past the last target scored
+    if covered < end:
+        counted = np.concatenate([counted, np.zeros((cfg.window, 1), dtype=bool)], axis=1)
+        counted[cfg.window - (end - covered) :, -1] = True
+        starts = np.append(starts, end - 1 - cfg.window)
+    return starts, counted
 
 
 @experiment("sine", "Next-step forecasting of a noisy sum of sines: RNN vs LSTM vs GRU vs 'repeat last value'")
@@ -741,11 +760,12 @@ def sine(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     series = sine_series(cfg, _rng(seed, 4))
-    starts, _ = _test_windows(cfg)
+    starts, counted = _test_windows(cfg)
+    scored = counted.T  # (n_windows, window): picks the scored steps in time order
     x_test, y_test = _windows(series, starts, cfg.window)
-    truth = y_test[cfg.warmup :, :, 0].T.reshape(-1)  # (N,) in time order: windows are consecutive
-    last = x_test[cfg.warmup :, :, 0].T.reshape(-1)  # the value just seen: 'repeat last' predicts it
-    t_index = (starts[:, None] + 1 + np.arange(cfg.warmup, cfg.window)[None, :]).reshape(-1)
+    truth = y_test[:, :, 0].T[scored]  # (N,) in time order: windows are consecutive
+    last = x_test[:, :, 0].T[scored]  # the value just seen: 'repeat last' predicts it
+    t_index = (starts[:, None] + 1 + np.arange(cfg.window)[None, :])[scored]
     preds: dict[str, np.ndarray] = {}
     losses: dict[str, list[float]] = {}
     mask = np.zeros((cfg.window, cfg.batch_size, 1), dtype=bool)
@@ -766,7 +786,7 @@ def sine(
                 loss, _ = _train_step(model, opt, x, y, masked_mse, cfg.clip)
                 curve.append(loss)
             losses[cell] = curve
-            preds[cell] = model.forward(x_test)[cfg.warmup :, :, 0].T.reshape(-1)
+            preds[cell] = model.forward(x_test)[:, :, 0].T[scored]
     test_mse = {cell: float(np.mean((preds[cell] - truth) ** 2)) for cell in cfg.cells}
     baseline_mse = float(np.mean((last - truth) ** 2))
     write_csv(

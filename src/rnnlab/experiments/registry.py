@@ -77,7 +77,7 @@ def output_folder(out: Path) -> Iterator[None]:
     folders it created that are still empty, so a failed run leaves nothing behind.
 
     Raises:
-        ValueError: `out` is a file, or cannot be created (naming it).
+        ValueError: `out` is a file, cannot be created or cannot be written into (naming it).
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: expected a folder, got the file {out}")
@@ -86,6 +86,8 @@ def output_folder(out: Path) -> Iterator[None]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"out: cannot create the folder {out}: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):  # said now, not as the first figure is written
+        raise ValueError(f"out: cannot write into the folder {out} (no permission, or a read-only file system)")
     try:
         yield
     except BaseException:
@@ -135,8 +137,9 @@ def staged_output(out: Path, owner: str | None = None) -> Iterator[Path]:
     old.mkdir()
     # the swap below is a handful of renames; killed in the middle of it, the next run finishes it
     # from this journal (`_finish_dead_swaps`), so the folder never stays half old, half new
-    write_text_atomic(old / SWAP_JOURNAL, json.dumps({"files": new, "replaced": sorted(owned)}) + "\n")
-    _swap_in(out, stage, old, new, owned)
+    journal = {"files": new, "replaced": sorted(owned), "experiment": owner}
+    write_text_atomic(old / SWAP_JOURNAL, json.dumps(journal) + "\n")
+    _swap_in(out, stage, old, new, owned, owner)
     stage.rmdir()
     shutil.rmtree(old, ignore_errors=True)
 
@@ -145,8 +148,8 @@ def _present(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
-def _swap_in(out: Path, stage: Path, old: Path, files: list[str], replaced: set[str]) -> None:
-    """Move a finished run's `files` from `stage` into `out` and list them as its outputs.
+def _swap_in(out: Path, stage: Path, old: Path, files: list[str], replaced: set[str], owner: str | None) -> None:
+    """Move a finished run's `files` from `stage` into `out` and list them as the outputs of `owner`.
 
     The earlier run's files (`replaced`) go into `old`; a user's file in the way goes into
     `out/earlier-files-<time>/`. Files already moved are skipped, so a swap killed half-way is
@@ -165,7 +168,7 @@ def _swap_in(out: Path, stage: Path, old: Path, files: list[str], replaced: set[
         print(f"note: moved {', '.join(kept)} out of the way of this run's files, into {keep}", file=sys.stderr)
     for name in pending:
         os.replace(stage / name, out / name)
-    write_text_atomic(out / OUTPUTS_FILE, json.dumps({"files": files}) + "\n")
+    write_text_atomic(out / OUTPUTS_FILE, json.dumps({"files": files, "experiment": owner}) + "\n")
 
 
 SWAP_JOURNAL = ".swap.json"  # inside .replaced-<stage>: the files a finished run is moving into `out`
@@ -186,10 +189,11 @@ def _finish_dead_swaps(out: Path) -> None:
             journal = json.loads((old / SWAP_JOURNAL).read_text(encoding="utf-8"))
             files = [n for n in journal["files"] if _plain_name(n)]
             replaced = {n for n in journal.get("replaced", []) if _plain_name(n)}
+            owner = journal.get("experiment") if isinstance(journal.get("experiment"), str) else None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             files = None
         if files is not None and stage.is_dir():
-            _swap_in(out, stage, old, files, replaced)
+            _swap_in(out, stage, old, files, replaced, owner)
         elif files is None:  # killed before the journal: put back what was set aside
             for p in old.iterdir():
                 if not (out / p.name).exists():
@@ -214,11 +218,18 @@ def _alive(stage: Path) -> bool:
 
 
 def _earlier_outputs(out: Path, owner: str | None) -> list[str]:
-    """The names the last finished run put into `out`."""
+    """The names the last finished run put into `out`, if it was a run of the same experiment `owner`.
+
+    Another experiment's results are not this run's to replace: its files stay, and one that a new
+    file would replace is set aside like a user's file (see `_swap_in`).
+    """
     try:
-        earlier = json.loads((out / OUTPUTS_FILE).read_text(encoding="utf-8"))["files"]
+        listed = json.loads((out / OUTPUTS_FILE).read_text(encoding="utf-8"))
+        earlier, by = listed["files"], listed.get("experiment")
+        if owner is not None and isinstance(by, str) and by != owner:
+            return []
         return [n for n in earlier if _plain_name(n)]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     try:  # a folder an experiment wrote before outputs were listed: all of it is that experiment's
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
@@ -251,6 +262,8 @@ def run_experiment(
     load_all()
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment: expected one of {', '.join(sorted(EXPERIMENTS))} or 'all', got {name!r}")
+    if data is not None and not EXPERIMENTS[name].needs_text:
+        raise ValueError(f"--data: the experiment {name} does not train on a text corpus, got --data {data}")
     with staged_output(Path(out_dir), owner=name) as stage:
         summary = EXPERIMENTS[name](stage, seed=seed, quick=quick, data=data)
     return summary

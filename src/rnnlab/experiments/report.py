@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import __version__
 from ..data.text import read_text
 from ..training.checkpoint import write_text_atomic
+from .common import find_corpus
 from .registry import output_folder, staged_output
 
 DATA_SUFFIXES = (".csv", ".json", ".txt", ".html")
@@ -76,7 +77,7 @@ def run_one(
     t0 = time.perf_counter()
     try:
         with staged_output(out, owner=name) as stage:  # a failed run leaves the folder as it was
-            summary = exp(stage, seed=seed, quick=quick, data=data)
+            summary = exp(stage, seed=seed, quick=quick, data=data if exp.needs_text else None)
     except Exception as e:  # reported, and the other experiments still run
         msg = " ".join(str(e).split()) or "(no message)"
         return ExperimentResult(
@@ -126,7 +127,8 @@ def run_all(
     if unknown:
         raise ValueError(f"experiment: unknown {', '.join(unknown)}; expected some of {', '.join(EXPERIMENTS)}")
     if data is not None:
-        read_text(data)  # a file no experiment can use is one error now, not one per experiment later
+        # a file no experiment can use is one error now, not one per experiment later
+        read_text(find_corpus(data))
     with output_folder(out):
         pass  # created here; the experiments fill it
     results = []
@@ -139,7 +141,9 @@ def run_all(
         except KeyboardInterrupt:  # the experiments that finished still get their report
             settings = {"seed": seed, "quick": quick, "data": data, "total_seconds": time.perf_counter() - started}
             settings["interrupted"] = f"during {name}; {len(todo) - k + 1} experiment(s) not run"
-            report = write_report(out, results, settings=settings)
+            # a complete report of an earlier run stays; this one goes beside it
+            stem = "report-interrupted" if (out / "report.html").exists() else "report"
+            report = write_report(out, results, settings=settings, stem=stem)
             if log:
                 log(f"interrupted during {name}; the report of the {len(results)} finished experiment(s): {report}")
             raise
@@ -187,8 +191,10 @@ details pre { font-size: 0.78rem; overflow-x: auto; background: #fafafa; padding
 """
 
 
-def write_report(out_dir: str | Path, results: Sequence[ExperimentResult], *, settings: dict | None = None) -> Path:
-    """Write `out_dir/report.html` and `out_dir/report.json` for experiment results.
+def write_report(
+    out_dir: str | Path, results: Sequence[ExperimentResult], *, settings: dict | None = None, stem: str = "report"
+) -> Path:
+    """Write `out_dir/<stem>.html` and `out_dir/<stem>.json` (report.html, report.json) for experiment results.
 
     Each experiment gets its title, every PNG in its folder (embedded), its summary text, its wall
     time and links to its data files (relative, valid while the folder stays together); a failed
@@ -290,10 +296,10 @@ def write_report(out_dir: str | Path, results: Sequence[ExperimentResult], *, se
 </body>
 </html>
 """
-    path = out / "report.html"
+    path = out / f"{stem}.html"
     write_text_atomic(path, page)
     write_text_atomic(
-        out / "report.json",
+        out / f"{stem}.json",
         json.dumps(
             {
                 "settings": {**settings, "total_seconds": round(total, 3)},

@@ -405,7 +405,7 @@ def write_neuron_page(
     from ..training.lm import load_lm
 
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
-        raise ValueError(f"max-chars: expected a positive integer, got {max_chars!r}")
+        raise ValueError(f"max_chars: expected a positive integer, got {max_chars!r}")
     out = Path(out_path)
     if str(out_path).strip() == "" or out.is_dir():
         raise ValueError(

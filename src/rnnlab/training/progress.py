@@ -39,7 +39,7 @@ class Progress:
                     dynamic_ncols=True,
                     mininterval=0.5,
                     disable=None,
-                    bar_format="{percentage:3.0f}%|{bar}| {postfix}",
+                    bar_format="{percentage:3.0f}%|{bar}| {desc}",  # tqdm puts ", " before {postfix}
                 )
         return self
 
@@ -56,7 +56,7 @@ class Progress:
             return
         postfix = f"step {step}, {elapsed:.0f}s, loss {loss:.3f}"
         if self._bar is not None:
-            self._bar.set_postfix_str(postfix, refresh=False)
+            self._bar.set_description_str(postfix, refresh=False)
             self._bar.update(int(1000 * self._fraction(step, elapsed)) - self._bar.n)  # tqdm rate-limits redraws
         elif time.monotonic() - self._last_print > 5:
             self._last_print = time.monotonic()
