@@ -145,6 +145,42 @@ def test_sample_refuses_options_that_do_not_apply(greek_run: Path, argv: list[st
     assert out == ""
 
 
+def test_sample_with_a_device_uses_the_torch_engine_for_a_numpy_run(
+    tmp_path: Path, greek_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rnnlab.training.lm_run as lm_run
+    import rnnlab.training.trainer as trainer
+
+    out = _train(tmp_path, "numpy-run", ["--engine", "numpy", "--data", greek_file])
+    asked: list[object] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_load_run(run, engine=None, device="cpu"):
+        asked.append((engine, device))
+        raise Stop
+
+    monkeypatch.setattr(trainer, "select_device", lambda name: "cuda:0")  # as on a machine with a GPU
+    monkeypatch.setattr(lm_run, "load_run", fake_load_run)
+    with pytest.raises(Stop):
+        main(["sample", str(out), "--device", "cuda"])
+    assert asked == [("torch", "cuda:0")]  # not NumPy with the device dropped
+
+
+def test_a_closed_stdout_is_one_line_not_a_traceback(greek_run: Path) -> None:
+    argv = [sys.executable, "-m", "rnnlab", "sample", str(greek_run), "--length", "5"]
+    for extra in ([], ["--num-samples", "2"]):
+        proc = subprocess.run(
+            ["bash", "-c", '"$@" >&-', "bash", *argv, *extra], capture_output=False, stderr=subprocess.PIPE, text=True
+        )
+        assert proc.returncode == 2
+        assert (
+            proc.stderr
+            == "error: stdout: closed; nothing to write the output to (give the command an output, such as > FILE)\n"
+        )
+
+
 def test_sample_same_seed_same_output(greek_run: Path) -> None:
     a = run_cli(["sample", greek_run, "--length", "50", "--seed", "1"])
     b = run_cli(["sample", greek_run, "--length", "50", "--seed", "1"])
@@ -161,10 +197,14 @@ def test_sample_greedy_is_deterministic_and_equals_top_k_1(greek_run: Path) -> N
     assert g1[0] == g2[0] == k1[0] == 0
     assert g1[1] == g2[1] == k1[1]
     assert g1[1].startswith(prime)
-    # without a prime the start character is drawn; the same seed gives the same one
-    a = run_cli(["sample", greek_run, "--length", "30", "--greedy", "--seed", "3"])
+    # without a prime, top-k 1 draws the start character (the same seed gives the same one); greedy
+    # takes the vocabulary's first, as char-rnn's argmax does, so any seed gives the same text
+    a = run_cli(["sample", greek_run, "--length", "30", "--top-k", "1", "--seed", "3"])
     b = run_cli(["sample", greek_run, "--length", "30", "--top-k", "1", "--seed", "3"])
     assert a == b
+    c = run_cli(["sample", greek_run, "--length", "30", "--greedy"])
+    d = run_cli(["sample", greek_run, "--length", "30", "--greedy", "--seed", "3"])
+    assert c == d and c[0] == 0 and c[1][0] == load_lm(greek_run).vocab.itos[0]
 
 
 def test_sample_temperature_changes_the_output(greek_run: Path) -> None:

@@ -183,6 +183,42 @@ def test_sample_lm_greedy_ignores_the_seed(vocab: CharVocab) -> None:
     assert a == b == c
 
 
+def test_sample_lm_greedy_without_a_prime_is_deterministic(vocab: CharVocab) -> None:
+    # char-rnn's argmax of the uniform first draw: the vocabulary's first token
+    model = _model(vocab)
+    runs = [sample_lm(model, vocab, SampleConfig(length=30, greedy=True, num_samples=2, seed=s)) for s in (None, 5)]
+    assert runs[0] == runs[1] and runs[0][0] == runs[0][1] and runs[0][0][0] == vocab.itos[0]
+
+
+def test_a_long_prime_is_fed_in_chunks_with_the_same_result(vocab: CharVocab, monkeypatch) -> None:
+    from rnnlab.generation import sample as sample_module
+
+    prime = (TEXT + " ") * 60  # 1,320 characters: three chunks of 512
+    config = SampleConfig(length=40, prime=prime, seed=11, num_samples=3)
+    chunked = sample_lm(_model(vocab), vocab, config)
+    calls: list[int] = []
+    model = _model(vocab)
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda idx, state: calls.append(idx.shape[1]) or forward(idx, state))
+    monkeypatch.setattr(sample_module, "PRIME_CHUNK", 10**6)  # the whole prime at once
+    assert sample_lm(model, vocab, config) == chunked
+    assert calls[0] == len(prime)
+    calls.clear()
+    monkeypatch.setattr(sample_module, "PRIME_CHUNK", 512)
+    sample_lm(model, vocab, config)
+    assert calls[:3] == [512, 512, len(prime) - 1024]
+
+
+def test_a_prime_byte_that_is_not_utf8_is_an_unknown_character(vocab: CharVocab) -> None:
+    # a command line's invalid byte reaches Python as a lone surrogate (U+DCFF for 0xFF)
+    config = SampleConfig(length=5, prime="caf\udcffé", unknown="skip", seed=0)
+    ids, warning = encode_prime(vocab, config)
+    assert vocab.decode(ids) == "café"
+    assert warning == "prime: skipped byte 0xFF (not UTF-8) (not in the model's vocabulary)"
+    with pytest.raises(PrimeError, match=r"1 character\(s\) not in the model's vocabulary: byte 0xFF \(not UTF-8\)"):
+        encode_prime(vocab, SampleConfig(length=5, prime="caf\udcffé"))
+
+
 def test_sample_lm_per_line_stops_at_the_boundary(line_vocab: CharVocab) -> None:
     model = _model(line_vocab, seed=2)
     samples = sample_lm(model, line_vocab, SampleConfig(length=15, num_samples=40, seed=0), per_line=True)

@@ -166,9 +166,11 @@ def test_eval_and_sample(run, data, capsys):
     tmp.write_text("very awful\n\nlovely plot\n", encoding="utf-8")  # output line 2 would answer input line 3
     rc, out, err = cli(capsys, "sample", run, "--input-file", texts)
     assert (rc, out) == (2, "") and err == (
-        f"error: data: {texts} line 2 is blank; expected one text per line, so that output line N answers input "
-        "line N (remove the blank lines)\n"
+        f"error: --input-file: {texts} line 2 is blank; expected one text per line, so that output line N "
+        "answers input line N (remove the blank lines)\n"
     )
+    rc, out, err = cli(capsys, "sample", run, "--input-file", run.parent / "nope.txt")
+    assert (rc, out) == (2, "") and err == f"error: --input-file: file not found: {run.parent / 'nope.txt'}\n"
 
 
 def test_val_file_and_char_level(tmp_path, data, capsys):

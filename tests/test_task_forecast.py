@@ -207,7 +207,12 @@ def test_sample_input_must_be_numbers(run, capsys):
     assert_one_error_line(err, "--input", "numbers")
     rc, _, err = cli(capsys, "sample", run, "--input", "1 2 3")
     assert rc == 2
-    assert_one_error_line(err, "reads 12 values", "has 3")
+    assert err == "error: --input: the model reads 12 values (--input-len), the given series has 3\n"
+    rc, _, err = cli(capsys, "sample", run, "--input", "nan " + " ".join(["1"] * 11))
+    assert (rc, err) == (2, "error: --input: the given series holds NaN or infinite values\n")
+    # --data is not ignored beside --input
+    rc, _, err = cli(capsys, "sample", run, "--input", " ".join(["1"] * 12), "--data", run / "missing.csv")
+    assert (rc, err) == (2, "error: sample: give --input or --data, not both\n")
 
 
 def test_diverging_run_exits_1_and_keeps_the_good_checkpoint(tmp_path, series_file, capsys):

@@ -1047,7 +1047,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     # loaded (and so verified) first: a missing or damaged folder is not "a language model" whose
     # options are wrong
-    loaded = load_run(args.run, args.engine, device=args.device)
+    # a device asks for the torch engine, whichever engine trained the run (`_resolve_device` has
+    # refused --device with --engine numpy)
+    engine = args.engine or ("torch" if args.device != "cpu" else None)
+    loaded = load_run(args.run, engine, device=args.device)
     _tasks.check_sample_options(args, "lm")
     if loaded.engine != loaded.trained_engine and args.engine is None:
         print("note: torch is not installed; sampling with --engine numpy (the same weights)", file=sys.stderr)
@@ -1399,6 +1402,9 @@ def main(argv: list[str] | None = None) -> int:
         terminated.append(signum)
         raise KeyboardInterrupt
 
+    if sys.stdout is None:  # started with its standard output closed (`rnnlab ... >&-`)
+        error("stdout: closed; nothing to write the output to (give the command an output, such as > FILE)")
+        return 2
     if threading.current_thread() is threading.main_thread():
         # a scheduler's or timeout's SIGTERM ends a run as Ctrl-C does: the last checkpoint is kept,
         # and what --overwrite set aside is put back when the new run saved none

@@ -795,17 +795,21 @@ def _inputs(args: argparse.Namespace, task: str, what: str) -> list[str]:
     if text is not None and path:
         raise ValueError("sample: give --input or --input-file, not both")
     if path:
-        lines = [line.strip() for line in read_text(path).split("\n")]
+        try:
+            content = read_text(path)
+        except DataError as e:  # the reader says "data:"; here the file is --input-file's
+            raise DataError("--input-file: " + str(e).removeprefix("data: ")) from None
+        lines = [line.strip() for line in content.split("\n")]
         while lines and not lines[-1]:
             lines.pop()  # trailing blank lines end the file; inside it, one would put the outputs out of line
         blank = [k for k, line in enumerate(lines, 1) if not line]
         if blank:
             raise DataError(
-                f"data: {path} line {blank[0]} is blank; expected one {what} per line, so that output line N "
-                "answers input line N (remove the blank lines)"
+                f"--input-file: {path} line {blank[0]} is blank; expected one {what} per line, so that output "
+                "line N answers input line N (remove the blank lines)"
             )
         if not lines:
-            raise DataError(f"data: no inputs in {path} (expected one {what} per line)")
+            raise DataError(f"--input-file: no inputs in {path} (expected one {what} per line)")
         return lines
     if text is None or not text.strip():
         raise ValueError(
@@ -877,6 +881,8 @@ def _sample_forecast(task: Any, model: Any, args: argparse.Namespace) -> None:
     from ..data.timeseries import load_series
 
     values = getattr(args, "task_input", None)
+    if values is not None and getattr(args, "series", None):
+        raise ValueError("sample: give --input or --data, not both")
     if values is not None:
         try:
             history = np.array([float(v) for v in values.replace(",", " ").split()], dtype=np.float64)
@@ -894,7 +900,13 @@ def _sample_forecast(task: Any, model: Any, args: argparse.Namespace) -> None:
     steps = args.horizon if args.horizon is not None else task.options.horizon
     if steps < 1:
         raise ValueError(f"--horizon: expected a positive integer, got {steps}")
-    for v in task.forecast(model, history, steps):
+    try:
+        forecast = task.forecast(model, history, steps)
+    except DataError as e:  # "data:" speaks of the run's file; name what gave the series
+        if source != "--input" or not str(e).startswith("data: "):
+            raise
+        raise DataError("--input: " + str(e).removeprefix("data: ")) from None
+    for v in forecast:
         print(f"{v:.6g}")
     if steps > task.options.horizon:
         print(

@@ -229,7 +229,9 @@ class CharVocab:
 
     def _lookup(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """ids for every character of `text` and a mask of which were found (ids are junk where not)."""
-        cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64)
+        # surrogatepass: a lone surrogate (a byte of a command line that was not UTF-8, which Python
+        # keeps as U+DC80..U+DCFF) is one more character that no vocabulary holds, not a crash
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)
         if len(self._sorted_cps) == 0:
             return np.zeros(len(cps), dtype=np.int64), np.zeros(len(cps), dtype=bool)
         idx = np.searchsorted(self._sorted_cps, cps)

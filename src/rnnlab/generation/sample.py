@@ -147,6 +147,20 @@ def sample_next(
     return np.minimum(idx, p.shape[-1] - 1)
 
 
+PRIME_CHUNK = 512  # prime tokens fed to the model at a time
+
+
+def _shown_token(t: str) -> str:
+    """An unknown prime token for a message: with its code points, so that a word that looks like a
+    known one (é precomposed, or e + a combining accent) shows why not; a byte of a command line that
+    was not UTF-8 (kept by Python as a lone surrogate, U+DC80..U+DCFF) as that byte."""
+    if len(t) == 1 and 0xDC80 <= ord(t) <= 0xDCFF:
+        return f"byte 0x{ord(t) - 0xDC00:02X} (not UTF-8)"
+    if t.isascii() and len(t) > 1:
+        return repr(t)
+    return f"{t!r} ({' '.join(f'U+{ord(c):04X}' for c in t)})"
+
+
 def encode_prime(vocab: CharVocab, config: SampleConfig, *, per_line: bool = False) -> tuple[np.ndarray, str | None]:
     """Encode `config.prime`; returns ids and a warning line when characters were skipped or mapped.
 
@@ -171,11 +185,7 @@ def encode_prime(vocab: CharVocab, config: SampleConfig, *, per_line: bool = Fal
         return ids, None
     # a word vocabulary (`WordCodec`) says so; its unknown words map to <unk>
     unit, map_to = getattr(vocab, "unit", "character"), getattr(vocab, "map_to", None)
-    # code points, so that a word that looks like a known one (é precomposed, or e + a combining accent) shows why not
-    shown = ", ".join(
-        repr(t) if t.isascii() and len(t) > 1 else f"{t!r} ({' '.join(f'U+{ord(c):04X}' for c in t)})"
-        for t in unknown[:10]
-    )
+    shown = ", ".join(_shown_token(t) for t in unknown[:10])
     shown += " …" if len(unknown) > 10 else ""
     if config.unknown == "error":
         how = (
@@ -219,7 +229,7 @@ def sample_lm(
         vocab: the model's vocabulary.
         config: sampling options; raises `PrimeError` for an unknown prime character unless
             `config.unknown` says to skip or map it. Without a prime (plain text), each sample starts
-            from a token drawn uniformly, the first of its `length`.
+            from a token drawn uniformly (greedy: the vocabulary's first), the first of its `length`.
         per_line: the model was trained on one item per line: every sample starts at the boundary
             token and ends at the next one.
         on_text: called with each new piece of text of the first sample as it is generated
@@ -256,9 +266,10 @@ def sample_lm(
         start = np.tile(prime, (n, 1))
     else:
         # no prime for plain text: each sample starts from a token of its own, drawn uniformly (as
-        # char-rnn does), which is the first of its `length`
+        # char-rnn does), which is the first of its `length`; greedy takes the argmax of that
+        # uniform distribution, the first token, as char-rnn does, so that it stays deterministic
         allowed = np.setdiff1d(np.arange(len(vocab)), banned)
-        start = rng.choice(allowed, size=(n, 1))
+        start = np.full((n, 1), allowed[0]) if config.greedy else rng.choice(allowed, size=(n, 1))
         length -= 1
     was_training = bool(getattr(model, "training", False))
     model.eval()
@@ -267,7 +278,10 @@ def sample_lm(
         finished = np.zeros(n, dtype=bool)
         if on_text is not None:
             on_text(vocab.decode(start[0]))
-        logits, state = model.forward(start, None)  # (n, len(start), V)
+        # the prime in chunks, the state carried: memory stays bounded for a prime of any length
+        state = None
+        for i in range(0, start.shape[1], PRIME_CHUNK):
+            logits, state = model.forward(start[:, i : i + PRIME_CHUNK], state)  # (n, chunk, V)
         last = logits[:, -1]
         for k in range(length):
             # an item is never empty in the training data (blank lines are dropped), so an unprimed
