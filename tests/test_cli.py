@@ -136,7 +136,7 @@ def test_sample_prints_vocabulary_characters(greek_run: Path) -> None:
             ["--input", "x"],
             "--input: does not apply to a language model (it is for classify, forecast, seq2seq, tag runs)",
         ),
-        (["--replacement", "a"], "replacement: applies with --unknown map, got --unknown error"),
+        (["--replacement", "a"], "--replacement: applies with --unknown map, got --unknown error"),
     ],
 )
 def test_sample_refuses_options_that_do_not_apply(greek_run: Path, argv: list[str], message: str) -> None:

@@ -165,7 +165,7 @@ def test_word_level_language_model(tmp_path: Path, text_file: Path) -> None:
     line = _one_line_error(
         *run_cli(["sample", out, "--prime", "The zebra", "--unknown", "map", "--replacement", "cat"])[::2]
     )
-    assert line.startswith("error: replacement: a word-level model maps unknown prime words to <unk>")
+    assert line.startswith("error: --replacement: a word-level model maps unknown prime words to <unk>")
     # unknown prime words: named as words; skipped, or mapped to <unk>, with a warning
     line = _one_line_error(*run_cli(["sample", out, "--prime", "The zebra cat", "--length", "3"])[::2])
     assert "prime: 1 word(s) not in the model's vocabulary: 'zebra'" in line and "<unk>" in line
@@ -436,7 +436,7 @@ def test_sigterm_during_overwrite_puts_the_earlier_run_back(tmp_path: Path, text
 
 def test_options_that_do_not_fit_the_engine_or_the_run(tmp_path: Path, numpy_run: Path, text_file: Path) -> None:
     line = _one_line_error(*run_cli(["sample", numpy_run, "--engine", "numpy", "--device", "cuda"])[::2])
-    assert "device: --device is for --engine torch" in line
+    assert "--device: is for --engine torch" in line
     cfg = tmp_path / "c.toml"
     cfg.write_text("out = 9\n", encoding="utf-8")
     line = _one_line_error(*run_cli(["train", "--data", text_file, "--config", cfg])[::2])

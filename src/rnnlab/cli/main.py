@@ -1028,7 +1028,7 @@ def _resolve_device(args: argparse.Namespace) -> None:
     """`--device` of sample and eval, checked and made concrete ('auto' -> 'cuda:0', ...) before
     anything loads: torch's own errors for a bad name or a missing GPU name no option."""
     if args.device != "cpu" and getattr(args, "engine", None) == "numpy":
-        raise ValueError(f"device: --device is for --engine torch, got --device {args.device} with --engine numpy")
+        raise ValueError(f"--device: is for --engine torch, got --device {args.device} with --engine numpy")
     if args.device != "cpu":
         from ..training.trainer import select_device  # needs torch: without it, the one-line "needs PyTorch"
 
@@ -1064,7 +1064,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     replacement = args.replacement
     if is_word and replacement is not None:
         raise ValueError(
-            f"replacement: a word-level model maps unknown prime words to <unk>; --replacement is for character "
+            f"--replacement: a word-level model maps unknown prime words to <unk>; --replacement is for character "
             f"models, got --replacement {replacement!r}"
         )
     config = SampleConfig(

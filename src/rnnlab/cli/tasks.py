@@ -850,7 +850,7 @@ def check_sample_options(args: argparse.Namespace, kind: str) -> None:
             applies = ", ".join("language-model" if k == "lm" else k for k in sorted(kinds))
             raise ValueError(f"{flag}: does not apply to {what} (it is for {applies} runs)")
     if kind == "lm" and getattr(args, "replacement", None) is not None and getattr(args, "unknown", "error") != "map":
-        raise ValueError(f"replacement: applies with --unknown map, got --unknown {args.unknown}")
+        raise ValueError(f"--replacement: applies with --unknown map, got --unknown {args.unknown}")
 
 
 def sample_command(args: argparse.Namespace) -> int | None:
