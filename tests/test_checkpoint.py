@@ -525,7 +525,13 @@ def test_save_checkpoint_bad_configs(tmp_path, configs, exc, match):
 
 def test_integer_weights_are_refused(tmp_path):
     # as after relabelling F32 as I32 and re-hashing the manifest: integer bits are no weights
-    save_checkpoint(tmp_path, weights={"w": np.ones((2, 2), np.int32)}, configs={})
+    # (save_checkpoint refuses to write them, so the file is made by hand)
+    save_checkpoint(tmp_path, weights={"w": np.ones((2, 2), np.float32)}, configs={})
+    save_safetensors({"w": np.ones((2, 2), np.int32)}, tmp_path / "model.safetensors")
+    manifest = json.loads((tmp_path / "checkpoint.json").read_text(encoding="utf-8"))
+    data = (tmp_path / "model.safetensors").read_bytes()
+    manifest["files"]["model.safetensors"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (tmp_path / "checkpoint.json").write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(CheckpointError, match=r"tensor 'w' has dtype int32; model weights are floating point$"):
         load_checkpoint(tmp_path)
 
@@ -557,3 +563,36 @@ def test_a_failed_write_names_its_file_and_leaves_nothing(tmp_path, monkeypatch)
         with pytest.raises(OSError, match=re.escape(f"[Errno {errno.EFBIG}] File too large: '{path}'")):
             write(path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_integer_weights_are_refused_before_the_folder_is_touched(tmp_path):
+    # load_checkpoint refuses integer weights, so saving them would replace a good checkpoint with one that does not load
+    save_checkpoint(tmp_path / "c", weights={"w": np.ones(2, np.float32)}, configs={})
+    before = {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()}
+    with pytest.raises(
+        TypeError, match=r"^weights\['w'\]: expected a floating-point array \(model weights\), got dtype int32$"
+    ):
+        save_checkpoint(tmp_path / "c", weights={"w": np.ones(2, np.int32)}, configs={})
+    assert {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()} == before
+    assert load_checkpoint(tmp_path / "c").weights["w"].dtype == np.float32
+
+
+@pytest.mark.parametrize("edit", ["missing", "unknown"])
+def test_a_run_config_that_does_not_parse_names_its_file(tmp_path, edit):
+    from rnnlab.config import ModelConfig
+    from rnnlab.data.text import DataError
+    from rnnlab.training.lm_run import load_run
+
+    model = ModelConfig(vocab_size=3, hidden_size=4).to_dict()
+    if edit == "missing":
+        del model["vocab_size"]
+    else:
+        model["colour"] = "red"
+    save_checkpoint(
+        tmp_path / "run",
+        weights={"w": np.ones(2, np.float32)},
+        configs={"model_config": model, "train_config": {"max_steps": 1}, "vocab": {"chars": ["a", "b", "c"]}},
+    )
+    with pytest.raises(DataError) as e:
+        load_run(tmp_path / "run")
+    assert str(e.value).startswith(f"checkpoint: {tmp_path / 'run' / 'model_config.json'} does not parse: ")

@@ -287,3 +287,35 @@ def test_sample_next_top_p_keeps_the_nucleus() -> None:
     assert (a == b).all()
     with pytest.raises(ValueError, match=r"^top_p: "):
         SampleConfig(top_p=0)
+
+
+@pytest.mark.parametrize(
+    ("idx", "error", "message"),
+    [
+        (torch.tensor([[7]]), ValueError, "idx: expected token ids in [0, 4], got 7"),
+        (torch.tensor([[1, -1]]), ValueError, "idx: expected token ids in [0, 4], got -1"),
+        (torch.zeros(1, 3), TypeError, "idx: expected a tensor of integer token ids, got dtype torch.float32"),
+        (
+            torch.zeros(1, 0, dtype=torch.long),
+            ValueError,
+            "idx: expected token ids of shape (B, T) or (T,) with T >= 1, got shape (1, 0)",
+        ),
+        ([[1, 2]], TypeError, "idx: expected a tensor of integer token ids, got list"),
+    ],
+)
+def test_torch_language_model_names_a_bad_idx(idx, error, message):
+    lm = LanguageModel(ModelConfig(vocab_size=5, hidden_size=4))
+    with pytest.raises(error) as e:
+        lm(idx)
+    assert str(e.value) == message
+
+
+def test_head_configs_take_numpy_scalars_as_model_config_does():
+    from rnnlab.torch.heads import ClassifierConfig, ForecasterConfig, Seq2SeqConfig, TaggerConfig
+
+    assert ClassifierConfig(vocab_size=np.int64(10), num_classes=2, bidirectional=np.bool_(True)).to_dict() == (
+        ClassifierConfig(vocab_size=10, num_classes=2, bidirectional=True).to_dict()
+    )
+    assert TaggerConfig(vocab_size=5, num_tags=3, dropout=np.float32(0.25)).dropout == 0.25
+    assert type(ForecasterConfig(input_len=np.int32(5)).input_len) is int
+    assert type(Seq2SeqConfig(src_vocab_size=np.int64(8), tgt_vocab_size=8).src_vocab_size) is int

@@ -185,3 +185,41 @@ def test_the_checkpoint_is_saved_before_an_evaluation_is_logged(tmp_path: Path) 
     assert state["step"] == 2  # resumable, not a best/ alone
     record = Trainer(Blobs(), config, tmp_path / "run", resume=True).fit()
     assert record["step"] == 6
+
+
+def test_a_new_run_never_writes_over_an_earlier_one(tmp_path: Path) -> None:
+    config = TrainConfig(engine="torch", max_steps=2, eval_every=2, lr=0.05)
+    Trainer(Blobs(), config, tmp_path / "run").fit()
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError) as e:
+        Trainer(Blobs(), config, tmp_path / "run")
+    assert str(e.value) == (
+        f"out_dir: {tmp_path / 'run'} already holds a run; pass resume=True to continue it, or choose another "
+        "folder (the command line's --overwrite moves an earlier run aside)"
+    )
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+    assert Trainer(Blobs(), config.replace(max_steps=4), tmp_path / "run", resume=True).fit()["step"] == 4
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        ({"optimizer": "sgd"}, "optimizer ('adamw' saved, 'sgd' given)"),
+        ({"weight_decay": 0.5}, "weight_decay (0.01 saved, 0.5 given)"),
+        ({"lr": 0.1, "momentum": 0.5}, "lr (0.05 saved, 0.1 given), momentum (0.9 saved, 0.5 given)"),
+    ],
+)
+def test_resume_refuses_a_training_config_that_changed(tmp_path: Path, change: dict, shown: str) -> None:
+    # the saved optimiser state would not fit another optimiser (a torch KeyError mid-fit), and the
+    # run folder must not record settings it was not trained with
+    config = TrainConfig(engine="torch", max_steps=4, eval_every=2, lr=0.05, optimizer="adamw", weight_decay=0.01)
+    Trainer(Blobs(), config, tmp_path / "run").fit(stop_at_step=2)
+    with pytest.raises(ValueError) as e:
+        Trainer(Blobs(), config.replace(**change), tmp_path / "run", resume=True)
+    assert str(e.value).startswith(
+        f"resume: the training config differs from the one saved in {tmp_path / 'run'}/train_config.json: {shown}; "
+        "a resumed run may change only checkpoint_every, data, device, max_steps, max_time, patience, threads"
+    )
+    # what a resume may change, it may
+    record = Trainer(Blobs(), config.replace(max_steps=6, patience=3), tmp_path / "run", resume=True).fit()
+    assert record["step"] == 6

@@ -143,9 +143,11 @@ def test_train_lm_writes_checkpoints_and_metrics(tmp_path: Path) -> None:
     assert len(logged) == 2 and logged[0].startswith("step 10:")
     state = json.loads((out / "train_state.json").read_text())
     assert state["step"] == 20 and state["val_loss"] == pytest.approx(record["val_loss"])
-    # a second run in the same folder starts a new metrics log
-    train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False)
-    assert len((out / METRICS_FILE).read_text().splitlines()) == 2
+    # a second new run in the same folder is refused: it would write over this one
+    metrics = (out / METRICS_FILE).read_text()
+    with pytest.raises(ValueError, match=r"^out_dir: .* already holds a run; pass resume=True to continue it"):
+        train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False)
+    assert (out / METRICS_FILE).read_text() == metrics
 
 
 def test_train_lm_state_resets(tmp_path: Path) -> None:
@@ -223,7 +225,7 @@ def test_train_lm_never_saves_non_finite_weights(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(lm_module, "evaluate", poisoning_evaluate)
     with pytest.raises(TrainingError, match="non-finite"):
-        train_lm(_tiny_model(len(data.vocab)), cfg, out, data, progress=False)
+        train_lm(_tiny_model(len(data.vocab)), cfg.replace(max_steps=30), out, data, progress=False, resume=True)
     assert (out / "model.safetensors").read_bytes() == before
 
 

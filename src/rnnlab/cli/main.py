@@ -397,11 +397,9 @@ MOVED_FILE_OPTIONS = {"val", "test"}
 
 
 def _holds_run(out: Path) -> bool:
-    """Whether a checkpoint was written in `out` (or its best/): what makes a folder a run's.
-    A save killed after its commit point counts: loading completes it."""
-    from ..training.checkpoint import BEST_DIR, MANIFEST, NEXT_MANIFEST
+    from ..training.checkpoint import holds_checkpoint
 
-    return any((folder / name).exists() for folder in (out, out / BEST_DIR) for name in (MANIFEST, NEXT_MANIFEST))
+    return holds_checkpoint(out)
 
 
 class RunInterrupted(KeyboardInterrupt):

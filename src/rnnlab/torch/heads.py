@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..config import CELLS, _choice, _Config, _number, _positive_int
+from ..config import CELLS, _choice, _Config, _number, _plain_numbers, _positive_int
 from .models import make_rnn
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -81,6 +81,7 @@ class ClassifierConfig(_Config):
     pad_id: int = 0
 
     def __post_init__(self) -> None:
+        _plain_numbers(self)  # np.int64(16) is 16, as in ModelConfig
         _positive_int("vocab_size", self.vocab_size)
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise ValueError(f"num_classes: expected at least 2 classes, got {self.num_classes!r}")
@@ -134,6 +135,7 @@ class TaggerConfig(_Config):
     char_pad_id: int = 0
 
     def __post_init__(self) -> None:
+        _plain_numbers(self)  # np.int64(16) is 16, as in ModelConfig
         _positive_int("vocab_size", self.vocab_size)
         _positive_int("num_tags", self.num_tags)
         _nonneg_int("char_vocab_size", self.char_vocab_size)
@@ -176,6 +178,7 @@ class ForecasterConfig(_Config):
     residual: bool = True
 
     def __post_init__(self) -> None:
+        _plain_numbers(self)  # np.int64(16) is 16, as in ModelConfig
         _positive_int("input_len", self.input_len)
         _positive_int("horizon", self.horizon)
         _choice("cell", self.cell, CELLS)
@@ -225,6 +228,7 @@ class Seq2SeqConfig(_Config):
     longest_target: int | None = None
 
     def __post_init__(self) -> None:
+        _plain_numbers(self)  # np.int64(16) is 16, as in ModelConfig
         _positive_int("src_vocab_size", self.src_vocab_size)
         if self.longest_target is not None:
             _nonneg_int("longest_target", self.longest_target)

@@ -190,7 +190,23 @@ class LanguageModel(nn.Module):
 
         Returns:
             logits (B, T, V) and the final state (h of shape (L, B, H), or (h, c) for LSTM).
+            An unbatched (T,) idx gives (T, V) logits.
+
+        Raises:
+            TypeError, ValueError: idx is not an integer tensor of shape (B, T) or (T,) with T >= 1,
+                or (on the CPU, where checking costs no device sync) holds ids outside the vocabulary.
         """
+        if not isinstance(idx, torch.Tensor) or idx.dtype.is_floating_point or idx.dtype == torch.bool:
+            got = f"dtype {idx.dtype}" if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise TypeError(f"idx: expected a tensor of integer token ids, got {got}")
+        if idx.dim() not in (1, 2) or idx.shape[-1] == 0:
+            raise ValueError(
+                f"idx: expected token ids of shape (B, T) or (T,) with T >= 1, got shape {tuple(idx.shape)}"
+            )
+        V = self.config.vocab_size
+        if idx.device.type == "cpu" and (int(idx.min()) < 0 or int(idx.max()) >= V):
+            bad = idx[(idx < 0) | (idx >= V)].flatten()[0].item()
+            raise ValueError(f"idx: expected token ids in [0, {V - 1}], got {bad}")
         x = self.embedding(idx)  # (B, T, E)
         out, state = self.rnn(x, state)  # (B, T, H)
         return self.head(self.drop(out)), state  # (B, T, V)

@@ -415,6 +415,27 @@ _RESERVED = {"model", "train_state", "checkpoint"}
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
+def holds_checkpoint(directory: str | os.PathLike[str]) -> bool:
+    """Whether a checkpoint was written in `directory` (or its best/): what makes a folder a run's.
+
+    A save killed after its commit point counts: loading completes it.
+
+    Example:
+        >>> holds_checkpoint("runs/no-such-run")
+        False
+    """
+    folder = Path(directory)
+    return any((f / name).exists() for f in (folder, folder / BEST_DIR) for name in (MANIFEST, NEXT_MANIFEST))
+
+
+def existing_run_error(directory: str | os.PathLike[str]) -> ValueError:
+    """The error of the Python API for a new run in a folder that holds one (see `holds_checkpoint`)."""
+    return ValueError(
+        f"out_dir: {directory} already holds a run; pass resume=True to continue it, or choose another folder "
+        "(the command line's --overwrite moves an earlier run aside)"
+    )
+
+
 def set_aside_prefix(directory: str | os.PathLike[str]) -> str:
     """The name prefix of the folders beside `directory` where `rnnlab train --overwrite` sets the
     earlier run aside while the new one trains (`.NAME.replaced-<random>`)."""
@@ -535,7 +556,12 @@ def save_checkpoint(
         if not isinstance(tensors, Mapping):
             raise TypeError(f"{what}: expected a dict of name -> array, got {type(tensors).__name__}")
         for name, value in tensors.items():
-            _safetensors_dtype(name, np.asarray(value), what)
+            arr = np.asarray(value)
+            _safetensors_dtype(name, arr, what)
+            if what == "weights" and arr.dtype.kind != "f":  # `load_checkpoint` would refuse the checkpoint
+                raise TypeError(
+                    f"weights[{name!r}]: expected a floating-point array (model weights), got dtype {arr.dtype}"
+                )
     for what, obj in [*((f"configs[{n!r}]", c) for n, c in configs.items()), ("state", state)]:
         try:
             json.dumps(obj, default=_json_default)

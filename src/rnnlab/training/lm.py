@@ -37,7 +37,15 @@ from ..scratch import optim
 from ..scratch.clip import clip_grad_norm_, clip_grad_value_
 from ..scratch.losses import cross_entropy
 from ..scratch.models import LanguageModel
-from .checkpoint import BEST_DIR, MANIFEST, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    BEST_DIR,
+    MANIFEST,
+    CheckpointError,
+    existing_run_error,
+    holds_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .metrics import plot_losses, read_metrics, write_metrics
 from .progress import Progress
 from .schedule import Schedule
@@ -310,6 +318,8 @@ def train_lm(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir: expected a folder for the run, got the file {out_dir}")
+    if not resume and holds_checkpoint(out_dir):  # a new run never writes over an earlier one
+        raise existing_run_error(out_dir)
     model = LanguageModel(model_config, seed=train_config.seed)
     opt = make_optimizer(model, train_config)
     schedule = Schedule(train_config)

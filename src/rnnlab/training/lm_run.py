@@ -57,8 +57,13 @@ def load_run(run_dir: str | Path, engine: str | None = None, device: str = "cpu"
     for needed in ("model_config", "train_config", "vocab"):
         if needed not in ckpt.configs:
             raise DataError(f"checkpoint: {run_dir} has no {needed}.json (not a language-model run)")
-    model_config = ModelConfig.from_dict(ckpt.configs["model_config"])
-    train_config = TrainConfig.from_dict(ckpt.configs["train_config"])
+    configs = {}
+    for name, cls in (("model_config", ModelConfig), ("train_config", TrainConfig)):
+        try:
+            configs[name] = cls.from_dict(ckpt.configs[name])
+        except (TypeError, ValueError) as e:  # a missing, unknown or bad field: name the file
+            raise DataError(f"checkpoint: {Path(run_dir) / (name + '.json')} does not parse: {e}") from None
+    model_config, train_config = configs["model_config"], configs["train_config"]
     vocab_json = dict(ckpt.configs["vocab"])
     per_line = bool(vocab_json.pop("per_line", False))
     vocab = vocab_from_json(vocab_json)

@@ -80,7 +80,16 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from .checkpoint import BEST_DIR, MANIFEST, STATE_JSON_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    BEST_DIR,
+    MANIFEST,
+    STATE_JSON_FILE,
+    CheckpointError,
+    existing_run_error,
+    holds_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .lm import TrainingError  # one error type for both engines: the CLI exits 1 on it
 from .metrics import plot_losses, read_metrics, write_metrics
 from .progress import Progress
@@ -398,6 +407,10 @@ class Trainer:
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ValueError(f"out_dir: expected a folder for the run, got the file {self.out_dir}")
+        # a new run never writes over an earlier one (rank 0 judges: under torchrun with --overwrite
+        # it has moved the earlier run aside before any rank gets here)
+        if not resume and os.environ.get("RANK", "0") == "0" and holds_checkpoint(self.out_dir):
+            raise existing_run_error(self.out_dir)
         self.task, self.config = task, config
         self.dist = Distributed.from_env()
         self.is_main = self.dist.is_main
@@ -758,6 +771,23 @@ class Trainer:
             self.out_dir, weights=self._weights(), configs=self._configs(), extra_tensors=tensors, state=state
         )
 
+    def _check_resumed_config(self, directory: Path, saved: object) -> None:
+        """Refuse a resumed run whose training config differs from the saved one except where a
+        resume may change it (`RESUMABLE_CHANGES`): the saved optimiser state would not fit another
+        optimiser, and a run folder must not record settings it was not trained with."""
+        if not isinstance(saved, dict):
+            return  # a run saved without its train_config.json: nothing to compare
+        with contextlib.suppress(ValueError, TypeError):  # a field added since takes its default
+            saved = TrainConfig.from_dict(saved).to_dict()
+        current = self.config.to_dict()
+        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, current[k]) != current[k])
+        if changed:
+            shown = ", ".join(f"{k} ({saved.get(k)!r} saved, {current[k]!r} given)" for k in changed)
+            raise ValueError(
+                f"resume: the training config differs from the one saved in {directory}/train_config.json: {shown}; "
+                f"a resumed run may change only {', '.join(sorted(RESUMABLE_CHANGES - {'engine'}))}"
+            )
+
     def _load(self, directory: Path) -> None:
         """Restore everything `_save` wrote (on the CPU first, then to this trainer's device)."""
         from ..torch.convert import load_weights
@@ -789,6 +819,7 @@ class Trainer:
                 saved_model = type(current).from_dict(saved_model).to_dict()
         if saved_model != current.to_dict():
             raise ValueError(f"resume: the model config differs from the one saved in {directory}/model_config.json")
+        self._check_resumed_config(directory, ckpt.configs.get("train_config"))
         load_weights(self.model, ckpt.weights)
         load_optimizer_state(self.optimizer, tensors, state["optimizer"])
         schedule = dict(state["schedule"])
@@ -824,6 +855,12 @@ class Trainer:
         self.pending_losses = [float(x) for x in state.get("pending_losses", [])]
         # the metrics of evaluations after this checkpoint belong to the part of the run being redone
         self.history = read_metrics(directory, up_to_step=self.step)
+
+
+# what a resumed run may change in its TrainConfig: the budget, where it runs, and a moved data file
+RESUMABLE_CHANGES = frozenset(
+    {"max_steps", "max_time", "checkpoint_every", "device", "threads", "patience", "data", "engine"}
+)
 
 
 def log_to_stderr(line: str) -> None:
