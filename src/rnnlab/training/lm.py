@@ -270,7 +270,8 @@ def train_lm(
     Args:
         model_config: the model; `vocab_size` must equal `len(data.vocab)`.
         train_config: the run (batching, optimiser, schedule, budget, evaluation).
-        out_dir: run folder (created); holds the checkpoint, `metrics.jsonl` and `loss.png`.
+        out_dir: run folder (created); holds the checkpoint, `metrics.jsonl` and `loss.png`. A new
+            run refuses a folder that already holds one (ValueError).
         data: characters from `load_lm_data` (in memory), or the `LMSplits` the CLI builds
             (`training.lm_data.load_lm_splits`: characters or words, running text memory-mapped and
             never read whole, an optional test split).

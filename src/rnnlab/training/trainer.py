@@ -369,9 +369,11 @@ class Trainer:
         config: the run: optimiser, schedule, budget (`max_steps` and/or `max_time` seconds of
             training, evaluation excluded), evaluation, checkpoints, device, precision.
         out_dir: the run folder (created at the first checkpoint, so a run that fails before
-            writes nothing).
+            writes nothing). A new run refuses a folder that already holds one (ValueError).
         resume: continue from the checkpoint in `out_dir` (weights, optimiser, schedule, RNG,
-            data position, carried state): the run goes on exactly as if never stopped.
+            data position, carried state): the run goes on exactly as if never stopped. Its
+            config may change only in `RESUMABLE_CHANGES` (the budget, device, threads, patience,
+            checkpoint_every and a moved data file).
         progress: show a progress bar on stderr (rank 0).
         log: called with one line per evaluation (rank 0; None: silent).
 
