@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from rnnlab.cli.main import main
 from rnnlab.training.checkpoint import load_checkpoint
+from task_support import assert_one_error_line, cli, one_thread  # noqa: F401 (one_thread: autouse)
 
 COMMON = ["--threads", "1", "--quiet", "--schedule", "constant", "--eval-every", "2"]
 TINY = {
@@ -22,19 +21,6 @@ TINY = {
     "seq2seq": ["--hidden-size", "8", "--embedding-dim", "8", "--batch-size", "8"],
 }
 WORDS = ["the", "cat", "sees", "a", "dog", "big", "red", "house"]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 def write_split(task: str, path: Path, n: int, seed: int) -> Path:
@@ -71,14 +57,6 @@ def train(capsys, task: str, out: Path, files: dict[str, Path], steps: int) -> N
     assert rc == 0, err
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("task", ["classify", "tag", "seq2seq"])
 def test_eval_does_not_need_the_training_file(task, tmp_path, capsys):
     files = write_files(task, tmp_path / "data")
@@ -91,7 +69,7 @@ def test_eval_does_not_need_the_training_file(task, tmp_path, capsys):
         assert json.loads(out) == json.loads(scores[split])
     # a changed validation file is still refused
     write_split(task, files["val"], 12, 99)
-    line = one_error_line(cli(capsys, "eval", tmp_path / "run")[2])
+    line = assert_one_error_line(cli(capsys, "eval", tmp_path / "run")[2])
     assert f"{files['val']} is not the val file the run was trained on" in line
 
 
@@ -102,7 +80,7 @@ def test_eval_of_a_held_out_split_still_needs_the_training_file(tmp_path, capsys
     files["data"].rename(tmp_path / "elsewhere.txt")
     rc, _, err = cli(capsys, "eval", tmp_path / "run")
     assert rc == 2
-    assert f"file not found: {files['data']}" in one_error_line(err)
+    assert f"file not found: {files['data']}" in assert_one_error_line(err)
 
 
 @pytest.mark.parametrize("task", ["classify", "tag", "seq2seq"])
@@ -115,7 +93,7 @@ def test_resume_takes_the_new_places_of_moved_files_and_continues_exactly(task, 
 
     rc, _, err = cli(capsys, "train", task, "--resume", tmp_path / "half", "--data", moved["data"], "--max-steps", 6)
     assert rc == 2
-    assert f"--val: file not found: {files['val']}" in one_error_line(err)
+    assert f"--val: file not found: {files['val']}" in assert_one_error_line(err)
 
     argv = [a for role, path in moved.items() for a in (f"--{role}", path)]
     rc, _, err = cli(capsys, "train", "--resume", tmp_path / "half", *argv, "--max-steps", 6, "--quiet")
@@ -137,11 +115,11 @@ def test_resume_refuses_val_or_test_files_the_run_did_not_have(tmp_path, capsys)
     before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
     rc, _, err = cli(capsys, "train", "classify", "--resume", tmp_path / "run", "--val", val, "--max-steps", 4)
     assert rc == 2
-    assert one_error_line(err) == (
+    assert assert_one_error_line(err) == (
         f"error: --val: the run {tmp_path / 'run'} holds its validation split out of --data; "
         f"--val with --resume only gives a moved file's new place, got {val}"
     )
     rc, _, err = cli(capsys, "train", "classify", "--resume", tmp_path / "run", "--test", test, "--max-steps", 4)
     assert rc == 2
-    assert "--test: the run" in one_error_line(err) and "has no test file" in err
+    assert "--test: the run" in assert_one_error_line(err) and "has no test file" in err
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before

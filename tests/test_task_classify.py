@@ -12,20 +12,13 @@ import torch
 from rnnlab.cli.main import main
 from rnnlab.torch.heads import ClassifierConfig, SequenceClassifier
 from rnnlab.training.checkpoint import load_checkpoint
+from task_support import assert_one_error_line, cli, one_thread  # noqa: F401 (one_thread: autouse)
 
 # one thread: tiny models on a busy machine are many times faster without torch's thread pool
 TINY = ["--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "16", "--threads", "1", "--quiet"]
 POS = ["good", "great", "fine", "lovely", "superb"]
 NEG = ["bad", "awful", "poor", "boring", "dull"]
 FILLER = ["the", "film", "was", "a", "plot", "very", "and"]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    """`rnnlab argv` in-process, (status, stdout, stderr)."""
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def sentiment_file(path: Path, n: int = 200, seed: int = 0, header: bool = True) -> Path:
@@ -45,22 +38,6 @@ def sentiment_file(path: Path, n: int = 200, seed: int = 0, header: bool = True)
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def assert_one_error_line(err: str, *fragments: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

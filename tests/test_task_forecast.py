@@ -14,37 +14,15 @@ from rnnlab.cli.tasks import load_task_run
 from rnnlab.data.timeseries import Normalizer
 from rnnlab.torch.heads import Forecaster, ForecasterConfig
 from rnnlab.training.checkpoint import load_checkpoint
+from task_support import assert_one_error_line, cli, one_thread  # noqa: F401 (one_thread: autouse)
 
 TINY = ["--hidden-size", "16", "--batch-size", "16", "--threads", "1", "--quiet"]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_error_line(err: str, *fragments: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
 
 
 def wave(n: int = 300) -> np.ndarray:
     # a period-12 wave around 1000 (far from 0 and 1: predictions must be put back into these units)
     t = np.arange(n)
     return 1000.0 + 50.0 * np.sin(2 * np.pi * t / 12) + 0.5 * np.cos(t / 7)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

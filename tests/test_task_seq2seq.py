@@ -12,32 +12,10 @@ from rnnlab.cli.main import main
 from rnnlab.cli.tasks import load_task_run
 from rnnlab.torch.heads import Seq2Seq, Seq2SeqConfig
 from rnnlab.training.checkpoint import load_checkpoint
+from task_support import assert_one_error_line, cli, one_thread  # noqa: F401 (one_thread: autouse)
 
 TINY = ["--hidden-size", "32", "--embedding-dim", "16", "--batch-size", "32", "--threads", "1", "--quiet"]
 REVERSE = ["--data", "reverse", "--num-train", "3000", "--num-val", "200", "--max-length", "5"]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_error_line(err: str, *fragments: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

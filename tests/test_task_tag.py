@@ -12,6 +12,7 @@ import torch
 from rnnlab.cli.main import main
 from rnnlab.torch.heads import Tagger, TaggerConfig
 from rnnlab.training.checkpoint import load_checkpoint
+from task_support import assert_one_error_line, cli, one_thread  # noqa: F401 (one_thread: autouse)
 
 TINY = [
     "--hidden-size",
@@ -41,21 +42,6 @@ LEXICON = {
 XPOS = {"DET": "DT", "NOUN": "NN", "VERB": "VBZ", "ADJ": "JJ", "PUNCT": "."}
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_error_line(err: str, *fragments: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
-
-
 def conllu(sentences: list[list[tuple[str, str]]]) -> str:
     out = []
     for k, sent in enumerate(sentences):
@@ -75,14 +61,6 @@ def toy_sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
         tags = [t for t in pattern if t != "ADJ" or rng.random() < 0.5]
         sents.append([(str(rng.choice(LEXICON[t])), t) for t in tags])
     return sents
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
