@@ -895,6 +895,13 @@ def test_a_per_line_run_scores_and_resumes_without_its_source(tmp_path: Path, en
     source.write_text("\n".join(WORDS[:-1]) + "\n", encoding="utf-8")
     rc, _, err = run_cli(["eval", out])
     assert f"data: {source} has changed since the run's split" in _assert_one_line_error(rc, err)
+    # an item that starts with U+FEFF survives the round trip (reading drops one byte-order mark)
+    bom_source = tmp_path / "bom.txt"
+    bom_source.write_text("\ufeff\ufeffemma\n" + "\n".join(WORDS) + "\n", encoding="utf-8")
+    bom_run = _train(tmp_path, "bom-run", ["--engine", engine, "--data", bom_source, "--per-line"])
+    bom_source.unlink()
+    rc, _, err = run_cli(["eval", bom_run])
+    assert rc == 0, err
     # and kept lines that were altered are refused too
     source.unlink()
     (out / "data" / "lines.txt").write_text("emma\n" * len(WORDS), encoding="utf-8")

@@ -107,22 +107,38 @@ def test_an_interrupted_all_keeps_the_complete_report_of_an_earlier_run(
     assert (tmp_path / "report-interrupted.html").is_file()
 
 
-def test_another_experiments_results_in_the_folder_are_kept(tmp_path: Path, fake: dict, monkeypatch, capsys) -> None:
+def test_only_a_complete_report_is_kept_beside_an_interrupted_one(tmp_path: Path, fake: dict, monkeypatch) -> None:
+    def stop(out_dir, **_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(EXPERIMENTS, "zz-stop", Experiment("zz-stop", "Stopped", stop))
+    for _ in range(2):  # no complete report yet: each interrupted run's report is the report
+        with pytest.raises(KeyboardInterrupt):
+            run_all(tmp_path, names=["zz", "zz-stop"])
+        assert not (tmp_path / "report-interrupted.json").exists()
+    run_all(tmp_path, names=["zz"])
+    with pytest.raises(KeyboardInterrupt):
+        run_all(tmp_path, names=["zz", "zz-stop"])
+    assert "interrupted" not in json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))["settings"]
+    assert (tmp_path / "report-interrupted.json").is_file()
+    run_all(tmp_path, names=["zz"])  # a complete report supersedes the interrupted one beside it
+    assert not (tmp_path / "report-interrupted.json").exists() and not (tmp_path / "report-interrupted.html").exists()
+
+
+def test_another_experiments_folder_is_refused(tmp_path: Path, fake: dict, monkeypatch, capsys) -> None:
     def other(out_dir: Path, **_) -> dict:
-        (out_dir / "summary.txt").write_bytes(b"yy's summary")
-        (out_dir / "yy.png").write_bytes(b"png-yy")
-        return {"experiment": "yy"}
+        raise AssertionError("should not run")
 
     monkeypatch.setitem(EXPERIMENTS, "yy", Experiment("yy", "Another experiment", other))
     out = tmp_path / "same"
     run_experiment("zz", out)  # fig.png, summary.txt
-    capsys.readouterr()
-    run_experiment("yy", out)
-    assert (out / "fig.png").read_bytes() == b"png-1"  # zz's figure stays
-    assert (out / "yy.png").read_bytes() == b"png-yy" and (out / "summary.txt").read_bytes() == b"yy's summary"
-    (kept,) = out.glob("earlier-files-*")  # zz's summary.txt was in the way: set aside, not deleted
-    assert (kept / "summary.txt").read_bytes() == b"the first summary"
-    assert "moved summary.txt out of the way" in capsys.readouterr().err
+    before = _files(out)
+    assert main(["experiment", "yy", "--out", str(out)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: out: {out} holds the results of the experiment zz; choose another --out for yy\n"
+    )
+    assert _files(out) == before
 
 
 def test_data_for_an_experiment_that_reads_no_text_is_refused(tmp_path: Path, fake: dict, capsys) -> None:

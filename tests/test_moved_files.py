@@ -123,3 +123,30 @@ def test_resume_refuses_val_or_test_files_the_run_did_not_have(tmp_path, capsys)
     assert rc == 2
     assert "--test: the run" in assert_one_error_line(err) and "has no test file" in err
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("task", ["classify", "tag", "seq2seq"])
+def test_eval_reads_only_the_file_of_the_split_it_scores(task, tmp_path, capsys):
+    files = write_files(task, tmp_path / "data")
+    train(capsys, task, tmp_path / "run", files, 2)
+    files["val"].rename(tmp_path / "val-elsewhere.txt")
+    rc, out, err = cli(capsys, "eval", tmp_path / "run", "--split", "test")
+    assert rc == 0 and json.loads(out)["data"] == str(files["test"]), err
+    (tmp_path / "val-elsewhere.txt").rename(files["val"])
+    files["test"].rename(tmp_path / "test-elsewhere.txt")
+    rc, out, err = cli(capsys, "eval", tmp_path / "run")
+    assert rc == 0 and json.loads(out)["data"] == str(files["val"]), err
+
+
+def test_resume_with_moved_files_repoints_best_too(tmp_path, capsys):
+    files = write_files("classify", tmp_path / "data")
+    train(capsys, "classify", tmp_path / "run", files, 2)
+    (tmp_path / "moved").mkdir()
+    moved = {role: path.rename(tmp_path / "moved" / path.name) for role, path in files.items()}
+    argv = [a for role, path in moved.items() for a in (f"--{role}", path)]
+    # the budget is spent: nothing trains, so no new best would rewrite best/ by itself
+    rc, _, err = cli(capsys, "train", "--resume", tmp_path / "run", *argv, "--max-steps", 2, "--quiet")
+    assert rc == 0, err
+    for split in ("val", "test"):
+        rc, out, err = cli(capsys, "eval", tmp_path / "run" / "best", "--split", split)
+        assert rc == 0 and json.loads(out)["data"] == str(moved[split]), err

@@ -193,20 +193,18 @@ def test_sample_lm_greedy_without_a_prime_is_deterministic(vocab: CharVocab) -> 
 def test_a_long_prime_is_fed_in_chunks_with_the_same_result(vocab: CharVocab, monkeypatch) -> None:
     from rnnlab.generation import sample as sample_module
 
-    prime = (TEXT + " ") * 60  # 1,320 characters: three chunks of 512
+    prime = (TEXT + " ") * 60  # 1,320 characters
     config = SampleConfig(length=40, prime=prime, seed=11, num_samples=3)
-    chunked = sample_lm(_model(vocab), vocab, config)
-    calls: list[int] = []
     model = _model(vocab)
     forward = model.forward
+    calls: list[int] = []
     monkeypatch.setattr(model, "forward", lambda idx, state: calls.append(idx.shape[1]) or forward(idx, state))
-    monkeypatch.setattr(sample_module, "PRIME_CHUNK", 10**6)  # the whole prime at once
-    assert sample_lm(model, vocab, config) == chunked
+    whole = sample_lm(model, vocab, config)  # the default budget takes this prime in one piece
     assert calls[0] == len(prime)
     calls.clear()
-    monkeypatch.setattr(sample_module, "PRIME_CHUNK", 512)
-    sample_lm(model, vocab, config)
-    assert calls[:3] == [512, 512, len(prime) - 1024]
+    monkeypatch.setattr(sample_module, "PRIME_CHUNK_LOGITS", 3 * len(vocab) * 100)  # 100 tokens a chunk
+    assert sample_lm(model, vocab, config) == whole
+    assert calls[:14] == [100] * 13 + [20]
 
 
 def test_a_prime_byte_that_is_not_utf8_is_an_unknown_character(vocab: CharVocab) -> None:

@@ -152,7 +152,7 @@ def test_optimizer_step_count_must_be_a_whole_number_at_least_0(step):
         (lambda: GRU(2, 3).load_state_dict(None), "state_dict: expected a mapping of names to arrays, got NoneType"),
         (
             lambda: LanguageModel(ModelConfig(vocab_size=5, hidden_size=4)).forward(np.zeros((1, 2, 3), dtype=int)),
-            "idx: expected token ids of shape (B, T) or (T,), got shape (1, 2, 3)",
+            "idx: expected token ids of shape (B, T) or (T,) with T >= 1, got shape (1, 2, 3)",
         ),
     ],
 )
@@ -178,3 +178,13 @@ def test_a_torch_state_dict_of_parameters_that_require_grad_loads():
     m = GRU(2, 3)
     m.load_state_dict(dict(ref.named_parameters()))
     np.testing.assert_array_equal(m.params["weight_hh_l0"], ref.weight_hh_l0.detach().numpy())
+
+
+def test_numbers_given_as_0d_arrays_or_tensors_are_taken_as_in_torch_optim():
+    model = GRU(2, 3)
+    assert Adam(model, lr=np.array(1e-3), betas=np.array([0.8, 0.9])).betas == (0.8, 0.9)
+    assert Adam(model, lr=torch.tensor(1e-3), betas=(torch.tensor(0.8), torch.tensor(0.9))).lr == pytest.approx(1e-3)
+    assert Dropout(torch.tensor(0.5)).p == 0.5 and Dropout(np.array(0.25)).p == 0.25
+    for size in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"^out_features: expected a positive integer, got {size}$"):
+            Linear(2, size)

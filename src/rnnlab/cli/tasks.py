@@ -109,7 +109,26 @@ def _resumed(cls: Any, args: argparse.Namespace, options: dict[str, Any]) -> tup
             )
         task_options[role] = moved[role]
     configs["task_options"] = task_options
-    return cls.from_run(configs, config, train=True), config
+    task = cls.from_run(configs, config, train=True)
+    if moved:
+        _repoint_best(Path(args.resume), task)
+    return task, config
+
+
+def _repoint_best(run: Path, task: Any) -> None:
+    """Make a resumed run's best/ name its data files where they are now, as the run's own
+    checkpoint will at its next save; otherwise `rnnlab eval RUN/best` would look in the old places.
+    The files hold what they held (their sha256 was checked), so only the names change."""
+    from ..training.checkpoint import BEST_DIR, MANIFEST, load_checkpoint, save_checkpoint
+
+    best = run / BEST_DIR
+    if not (best / MANIFEST).exists():
+        return
+    ckpt = load_checkpoint(best)
+    configs = dict(ckpt.configs)
+    configs["train_config"] = {**configs.get("train_config", {}), "data": task.config.data}
+    configs.update({k: v for k, v in task.artifacts().items() if k in ("task_options", "data_files")})
+    save_checkpoint(best, weights=ckpt.weights, configs=configs, state=ckpt.state, extra_tensors=ckpt.extra_tensors)
 
 
 def _finish_build(
@@ -640,7 +659,12 @@ def _task_class(name: str) -> Any:
 
 
 def load_task_run(
-    run: str | Path, *, device: str = "cpu", load_data: bool = True, eval_batch_size: int | None = None
+    run: str | Path,
+    *,
+    device: str = "cpu",
+    load_data: bool = True,
+    eval_batch_size: int | None = None,
+    split: str | None = None,
 ) -> tuple[Any, Any]:
     """A trained run of one of these tasks: (task rebuilt from the saved JSON, model with the saved weights).
 
@@ -650,6 +674,8 @@ def load_task_run(
         load_data: rebuild the run's own validation (and test) splits from its data files; False
             for scoring another file or predicting.
         eval_batch_size: examples per batch (None: the run's).
+        split: with `load_data`, the one split that will be scored: when the run has a file of
+            its own for it (--val, --test), only that file is read, so the others may have moved.
 
     Raises:
         CheckpointError: not a checkpoint, or a damaged one. DataError: the saved JSON or the
@@ -671,7 +697,13 @@ def load_task_run(
         if eval_batch_size < 1:
             raise ValueError(f"--batch-size: expected a positive integer, got {eval_batch_size}")
         config = config.replace(eval_batch_size=eval_batch_size)
-    task = _task_class(name).from_run(ckpt.configs, config, train=False, load_data=load_data)
+    own_file = ckpt.configs["task_options"].get(split) if split in ("val", "test") else None
+    if load_data and own_file:
+        task = _task_class(name).from_run(ckpt.configs, config, train=False, load_data=False)
+        task.add_split(split, own_file)
+        task.check_data_files(ckpt.configs.get("data_files"), roles=(split,))
+    else:
+        task = _task_class(name).from_run(ckpt.configs, config, train=False, load_data=load_data)
     dev = select_device(device)
     task.setup(dev, 0, 1)
     model = task.build_model(0)
@@ -704,6 +736,7 @@ def eval_command(args: argparse.Namespace) -> int | None:
         device=getattr(args, "device", "cpu"),
         load_data=not args.data,
         eval_batch_size=getattr(args, "batch_size", None),
+        split=None if args.data else (getattr(args, "split", "val") or "val"),
     )
     if args.data:
         split = "file"

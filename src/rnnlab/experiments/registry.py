@@ -124,6 +124,12 @@ def staged_output(out: Path, owner: str | None = None) -> Iterator[Path]:
     """
     with output_folder(out):
         _remove_dead_stages(out)
+        other = _earlier_experiment(out)
+        if owner is not None and other is not None and other != owner:
+            # two experiments' figures and summaries in one folder would replace each other's
+            raise ValueError(
+                f"out: {out} holds the results of the experiment {other}; choose another --out for {owner}"
+            )
         stage = out / f".partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         stage.mkdir()
         try:
@@ -215,6 +221,19 @@ def _alive(stage: Path) -> bool:
     except (ValueError, IndexError, OSError):
         return True  # not ours to judge: leave it
     return True
+
+
+def _earlier_experiment(out: Path) -> str | None:
+    """The experiment whose finished run the folder `out` holds (from its outputs list, or the
+    summary.json of a folder written before that list existed), or None."""
+    for name, key in ((OUTPUTS_FILE, "experiment"), ("summary.json", "experiment")):
+        try:
+            found = json.loads((out / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(found, str):
+            return found
+    return None
 
 
 def _earlier_outputs(out: Path, owner: str | None) -> list[str]:

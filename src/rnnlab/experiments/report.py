@@ -142,7 +142,7 @@ def run_all(
             settings = {"seed": seed, "quick": quick, "data": data, "total_seconds": time.perf_counter() - started}
             settings["interrupted"] = f"during {name}; {len(todo) - k + 1} experiment(s) not run"
             # a complete report of an earlier run stays; this one goes beside it
-            stem = "report-interrupted" if (out / "report.html").exists() else "report"
+            stem = "report-interrupted" if _complete_report(out) else "report"
             report = write_report(out, results, settings=settings, stem=stem)
             if log:
                 log(f"interrupted during {name}; the report of the {len(results)} finished experiment(s): {report}")
@@ -152,6 +152,8 @@ def run_all(
             log(f"[{k}/{len(todo)}] {name}: {'done' if r.ok else 'FAILED: ' + (r.error or '')} in {r.seconds:.1f}s")
     settings = {"seed": seed, "quick": quick, "data": data, "total_seconds": time.perf_counter() - started}
     report = write_report(out, results, settings=settings)
+    for stale in ("report-interrupted.html", "report-interrupted.json"):  # this complete report supersedes it
+        (out / stale).unlink(missing_ok=True)
     if log:
         log(f"report: {report}")
     failed = [r.name for r in results if not r.ok]
@@ -160,6 +162,15 @@ def run_all(
             f"{len(failed)} of {len(results)} experiment(s) failed: {', '.join(failed)} (see {report})"
         )
     return report
+
+
+def _complete_report(out: Path) -> bool:
+    """Whether `out` holds the report of a run of `all` that was not interrupted."""
+    try:
+        settings = json.loads((out / "report.json").read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(settings, dict) and "interrupted" not in settings and (out / "report.html").exists()
 
 
 def _img_tag(path: Path) -> str:

@@ -147,7 +147,7 @@ def sample_next(
     return np.minimum(idx, p.shape[-1] - 1)
 
 
-PRIME_CHUNK = 512  # prime tokens fed to the model at a time
+PRIME_CHUNK_LOGITS = 1 << 22  # about this many logits (16 MB in float32) per chunk of the prime fed at a time
 
 
 def _shown_token(t: str) -> str:
@@ -274,14 +274,16 @@ def sample_lm(
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
-        out = [list(row) for row in start]
+        new: list[list[int]] = [[] for _ in range(n)]  # generated tokens; the start is kept once, in `start`
         finished = np.zeros(n, dtype=bool)
         if on_text is not None:
             on_text(vocab.decode(start[0]))
         # the prime in chunks, the state carried: memory stays bounded for a prime of any length
+        # (chunks sized so that their logits stay near PRIME_CHUNK_LOGITS numbers)
+        chunk = int(np.clip(PRIME_CHUNK_LOGITS // (n * len(vocab)), 64, 8192))
         state = None
-        for i in range(0, start.shape[1], PRIME_CHUNK):
-            logits, state = model.forward(start[:, i : i + PRIME_CHUNK], state)  # (n, chunk, V)
+        for i in range(0, start.shape[1], chunk):
+            logits, state = model.forward(start[:, i : i + chunk], state)  # (n, chunk, V)
         last = logits[:, -1]
         for k in range(length):
             # an item is never empty in the training data (blank lines are dropped), so an unprimed
@@ -296,10 +298,11 @@ def sample_lm(
                     if per_line and tok == vocab.boundary_id:
                         finished[i] = True
                     else:
-                        out[i].append(int(tok))
+                        new[i].append(int(tok))
             if on_text is not None and not finished[0]:
                 piece = [int(nxt[0])]
-                on_text(vocab.decode(piece, after=out[0][-2]) if isinstance(vocab, WordCodec) else vocab.decode(piece))
+                before = new[0][-2] if len(new[0]) > 1 else int(start[0, -1])
+                on_text(vocab.decode(piece, after=before) if isinstance(vocab, WordCodec) else vocab.decode(piece))
             if finished.all():
                 break
             logits, state = model.forward(nxt[:, None], state)
@@ -310,4 +313,4 @@ def sample_lm(
     finally:
         if was_training:  # a sample in the middle of training leaves the model as it found it, even on an error
             model.train()
-    return [vocab.decode(ids) for ids in out]
+    return [vocab.decode(np.concatenate([start[i], np.asarray(new[i], dtype=np.int64)])) for i in range(n)]

@@ -9,11 +9,10 @@ shapes and initial distributions follow `torch.nn`, so a PyTorch state dict load
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from rnnlab.scratch.module import Module, as_numeric_array, check_dtype, check_positive_int, check_seed
+from rnnlab.scratch.module import Module, as_numeric_array, as_real, check_dtype, check_positive_int, check_seed
 
 # Below this vocabulary size a one-hot matmul is the fastest scatter-add for Embedding.backward
 # (BLAS beats index bookkeeping); above it the one-hot matrix grows too large and sorting wins.
@@ -72,7 +71,7 @@ class Embedding(Module):
             if lo < 0 or hi >= self.num_embeddings:
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"indices: expected values in [0, {self.num_embeddings - 1}], got {int(bad)}")
-        self._indices = idx
+        self._indices = idx.copy()  # the caller may reuse its array before backward
         return self.params["weight"][idx]  # (..., D)
 
     __call__ = forward
@@ -206,9 +205,10 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+        value = as_real("p", p, "a probability in [0, 1]")
+        if not 0.0 <= value <= 1.0:
             raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = value
         self._mask: np.ndarray | None = None
         self._shape: tuple[int, ...] | None = None
 

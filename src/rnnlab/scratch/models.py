@@ -8,7 +8,7 @@ from ..config import ModelConfig
 from .gradcheck_recurrent import make_layer
 from .init import init_recurrent_
 from .layers import Dropout, Embedding, Linear
-from .module import Module, check_dtype, check_seed
+from .module import Module, as_numeric_array, check_dtype, check_seed
 
 State = np.ndarray | tuple[np.ndarray, np.ndarray]  # (L, B, H), or (h, c) for LSTM
 
@@ -75,9 +75,15 @@ class LanguageModel(Module):
 
         An unbatched (T,) idx gives (T, V) logits, as in PyTorch.
         """
-        if np.ndim(idx) not in (1, 2):
-            raise ValueError(f"idx: expected token ids of shape (B, T) or (T,), got shape {np.shape(idx)}")
-        x = self.embedding.forward(idx)  # (B, T, E)
+        ids = as_numeric_array("idx", idx)
+        if ids.ndim not in (1, 2) or ids.shape[-1] == 0:
+            raise ValueError(f"idx: expected token ids of shape (B, T) or (T,) with T >= 1, got shape {ids.shape}")
+        try:
+            x = self.embedding.forward(ids)  # (B, T, E)
+        except (TypeError, ValueError) as e:  # the embedding's own words for what the caller calls idx
+            if not str(e).startswith("indices: "):
+                raise
+            raise type(e)("idx: " + str(e).removeprefix("indices: ")) from None
         out, state = self.rnn.forward(x, state)  # (B, T, H)
         out = self.drop.forward(out, self.rng)
         return self.head.forward(out), state  # (B, T, V)

@@ -43,9 +43,26 @@ def check_seed(seed: object) -> int | None:
 def check_positive_int(name: str, value: object) -> int:
     """`value` as an int if it is a positive integer (a float such as 4.0 included), else ValueError naming `name`."""
     ok = not isinstance(value, bool) and isinstance(value, (int, np.integer, float, np.floating))
-    if not ok or value != int(value) or value < 1:  # type: ignore[call-overload,operator]
+    if not ok or not np.isfinite(value) or value != int(value) or value < 1:  # type: ignore[arg-type,call-overload,operator]
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return int(value)  # type: ignore[call-overload]
+
+
+def as_real(name: str, value: object, expected: str) -> float:
+    """float(value) for a real number: a Python or NumPy scalar, a 0-d array or tensor (what
+    torch.optim takes too); anything else (None, a bool, text, a longer array) is a ValueError
+    naming `name` and saying `expected`.
+
+    Example:
+        >>> as_real("lr", np.array(0.01), "a value >= 0")
+        0.01
+    """
+    if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}") from None
 
 
 def as_numeric_array(name: str, value: object) -> np.ndarray:

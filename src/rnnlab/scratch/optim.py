@@ -13,19 +13,16 @@ Hyper-parameters are not part of it: they come from the constructor (and `lr` fr
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from rnnlab.scratch.module import Module, as_numeric_array
+from rnnlab.scratch.module import Module, as_numeric_array, as_real
 
 
 def _check_nonnegative(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}: expected a value >= 0, got {value!r}")
-    value = float(value)
+    value = as_real(name, value, "a value >= 0")
     if not 0.0 <= value:  # also rejects NaN
         raise ValueError(f"{name}: expected a value >= 0, got {value}")
     return value
@@ -292,13 +289,12 @@ class Adam(Optimizer):
     ) -> None:
         super().__init__(module, lr)
         self.eps = _check_nonnegative("eps", eps)
-        if (
-            not isinstance(betas, (tuple, list))
-            or len(betas) != 2
-            or not all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in betas)
-        ):
-            raise ValueError(f"betas: expected a pair of numbers (beta1, beta2), got {betas!r}")
-        beta1, beta2 = float(betas[0]), float(betas[1])
+        expected = "a pair of numbers (beta1, beta2)"
+        try:  # a tuple, list, array or tensor of two numbers, as torch.optim takes
+            pair = [] if isinstance(betas, (str, bytes)) else list(betas)
+            beta1, beta2 = (as_real("betas", b, expected) for b in pair)
+        except (TypeError, ValueError):  # not a sequence, not two items, or not numbers
+            raise ValueError(f"betas: expected {expected}, got {betas!r}") from None
         if not 0.0 <= beta1 < 1.0:
             raise ValueError(f"betas: expected betas[0] in [0, 1), got {beta1}")
         if not 0.0 <= beta2 < 1.0:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -173,21 +173,21 @@ class ExampleTask(Task):
         hold the validation split out of it. Scoring a run that has its own --val file does not."""
         return train or val is None
 
-    def check_data_files(self, saved: Mapping[str, Any] | None, *, read_data: bool = True) -> None:
+    def check_data_files(self, saved: Mapping[str, Any] | None, *, roles: Collection[str] | None = None) -> None:
         """Raise `DataError` if a data file differs from the one the run was trained on (`saved`).
 
-        Runs saved before `data_files.json` existed (None) are not checked. `read_data=False`:
-        the training file was not read (see `training_file_needed`), so it need not exist.
+        Runs saved before `data_files.json` existed (None) are not checked. `roles`: only the files
+        that were read ('data', 'val', 'test'; None: all), so the others need not exist.
         """
         if not saved:
             return
-        if read_data:
+        if roles is None:
             current = self.data_fingerprints()
         else:
             current = {}
             for role, spec in self.data_specs().items():
-                if spec and role != "data":
-                    path = data_path(spec)
+                if spec and role in roles:
+                    path = data_path(spec, "--data" if role == "data" else f"--{role}")
                     current[role] = {"path": path, "sha256": sha256_file(path)}
         for role, info in saved.items():
             now = current.get(role)
@@ -470,7 +470,9 @@ class ClassifyTask(ExampleTask):
         if not load_data:
             return cls({}, vocab, labels, model_config, config, options)
         task = cls.from_options(config, options, {}, vocab=vocab, labels=labels, model_config=model_config, train=train)
-        task.check_data_files(configs.get("data_files"), read_data=cls.training_file_needed(train, options.val))
+        task.check_data_files(
+            configs.get("data_files"), roles=None if cls.training_file_needed(train, options.val) else ("val", "test")
+        )
         return task
 
     def add_split(self, name: str, path: str) -> str:

@@ -186,7 +186,9 @@ def _make_lines(config: TrainConfig, vocab: Vocab | None, data_dir: Path) -> LMS
     if config.data is None:  # the census names ship with the package
         (data_dir / LINES_FILE).unlink(missing_ok=True)
     else:  # the items themselves, so the run scores and resumes without its source
-        write_text_atomically(data_dir / LINES_FILE, "\n".join(lines) + "\n")
+        # reading drops one leading byte-order mark: an item that starts with U+FEFF gets one more
+        bom = "\ufeff" if lines[0].startswith("\ufeff") else ""
+        write_text_atomically(data_dir / LINES_FILE, bom + "\n".join(lines) + "\n")
         split.extra["lines_sha256"] = _sha256_lines(lines)
     save_split(data_dir / SPLIT_FILE, split)
     return replace(splits, data_dir=data_dir)

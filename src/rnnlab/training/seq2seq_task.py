@@ -277,9 +277,8 @@ class Seq2SeqTask(ExampleTask):
             train=train,
             synthetic=synthetic,
         )
-        task.check_data_files(
-            configs.get("data_files"), read_data=synthetic or cls.training_file_needed(train, options.val)
-        )
+        read_data = synthetic or cls.training_file_needed(train, options.val)
+        task.check_data_files(configs.get("data_files"), roles=None if read_data else ("val", "test"))
         return task
 
     def add_split(self, name: str, path: str) -> str:

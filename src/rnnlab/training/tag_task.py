@@ -244,7 +244,9 @@ class TagTask(ExampleTask):
         task = cls.from_options(
             config, options, {}, vocabs=(word_vocab, tag_vocab, char_vocab), model_config=model_config, train=train
         )
-        task.check_data_files(configs.get("data_files"), read_data=cls.training_file_needed(train, options.val))
+        task.check_data_files(
+            configs.get("data_files"), roles=None if cls.training_file_needed(train, options.val) else ("val", "test")
+        )
         return task
 
     def add_split(self, name: str, path: str) -> str:
