@@ -107,16 +107,17 @@ def staged_output(out: Path, owner: str | None = None) -> Iterator[Path]:
     """Yield a hidden staging folder inside `out` for an experiment to fill; only a finished run's
     files reach `out`.
 
-    On success the files of the earlier run of `out` (listed in its `.rnnlab-outputs.json`, or,
-    for a folder written before that file existed, a `summary.json` of the experiment `owner`)
-    are replaced by the new ones. Any other file in `out` is left alone; one that a new file
+    A folder that holds another experiment's results is refused (ValueError). On success the files
+    of the earlier run of `out` (listed in its `.rnnlab-outputs.json`, or, for a folder written
+    before that file existed, a `summary.json` of the experiment `owner`) are replaced by the new ones. Any other file in `out` is left alone; one that a new file
     would replace is moved into `out/earlier-files-<time>/` (with a note on stderr), never deleted. On
     an error or Ctrl-C the staging folder is deleted and `out` holds what it held before: the
     earlier results, or nothing (a folder this call created is removed). So a figure and its
     summary always come from one run. Staging folders of killed runs are removed on the way.
 
     Raises:
-        ValueError: `out` is a file, or cannot be created (naming it).
+        ValueError: `out` is a file, cannot be created or written, or holds another experiment's
+            results (naming it).
 
     Example:
         >>> with staged_output(Path("runs/exp/demo")) as stage:      # doctest: +SKIP
@@ -237,18 +238,12 @@ def _earlier_experiment(out: Path) -> str | None:
 
 
 def _earlier_outputs(out: Path, owner: str | None) -> list[str]:
-    """The names the last finished run put into `out`, if it was a run of the same experiment `owner`.
-
-    Another experiment's results are not this run's to replace: its files stay, and one that a new
-    file would replace is set aside like a user's file (see `_swap_in`).
-    """
+    """The names the last finished run put into `out` (a run of `owner`: `staged_output` refuses
+    a folder that holds another experiment's results)."""
     try:
-        listed = json.loads((out / OUTPUTS_FILE).read_text(encoding="utf-8"))
-        earlier, by = listed["files"], listed.get("experiment")
-        if owner is not None and isinstance(by, str) and by != owner:
-            return []
+        earlier = json.loads((out / OUTPUTS_FILE).read_text(encoding="utf-8"))["files"]
         return [n for n in earlier if _plain_name(n)]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     try:  # a folder an experiment wrote before outputs were listed: all of it is that experiment's
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
