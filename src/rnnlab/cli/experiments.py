@@ -71,14 +71,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
-    from ..data.text import DataError
+    from ..data.text import DataError, naming_option
     from ..experiments.visualize import write_neuron_page
 
     try:
         path = write_neuron_page(args.checkpoint, args.text, args.out, max_chars=args.max_chars)
     except DataError as e:  # the text file's errors, said as "data: ..." by the reader, are about --text
         if str(e).startswith("data: ") and str(args.text) in str(e):
-            raise DataError("--text: " + str(e).removeprefix("data: ")) from None
+            raise naming_option(e, "--text") from None
         raise
     print(json.dumps({"page": str(path)}))
     return 0

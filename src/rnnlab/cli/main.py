@@ -1038,7 +1038,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     rc = _tasks.sample_command(args)  # classify/tag/forecast/seq2seq runs; None for language models
     if rc is not None:
         return rc
-    from ..data.text import DataError, read_text
+    from ..data.text import DataError, naming_option, read_text
     from ..data.words import WordVocab
     from ..generation.sample import WordCodec, encode_prime, sample_lm
     from ..training.lm_run import load_run
@@ -1057,7 +1057,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         try:
             prime = read_text(args.prime_file).rstrip("\n")  # an editor's final newline is not part of the prime
         except DataError as e:
-            raise DataError(f"prime-file: {str(e).removeprefix('data: ')}") from None
+            raise naming_option(e, "prime-file") from None
     is_word = isinstance(loaded.vocab, WordVocab)
     replacement = args.replacement
     if is_word and replacement is not None:

@@ -821,7 +821,7 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _inputs(args: argparse.Namespace, task: str, what: str) -> list[str]:
-    from ..data.text import DataError, read_text
+    from ..data.text import DataError, naming_option, read_text
 
     text = getattr(args, "task_input", None)
     path = getattr(args, "input_file", None)
@@ -831,7 +831,7 @@ def _inputs(args: argparse.Namespace, task: str, what: str) -> list[str]:
         try:
             content = read_text(path)
         except DataError as e:  # the reader says "data:"; here the file is --input-file's
-            raise DataError("--input-file: " + str(e).removeprefix("data: ")) from None
+            raise naming_option(e, "--input-file") from None
         lines = [line.strip() for line in content.split("\n")]
         while lines and not lines[-1]:
             lines.pop()  # trailing blank lines end the file; inside it, one would put the outputs out of line
@@ -910,7 +910,7 @@ def sample_command(args: argparse.Namespace) -> int | None:
 def _sample_forecast(task: Any, model: Any, args: argparse.Namespace) -> None:
     import numpy as np
 
-    from ..data.text import DataError
+    from ..data.text import DataError, naming_option
     from ..data.timeseries import load_series
 
     values = getattr(args, "task_input", None)
@@ -938,7 +938,7 @@ def _sample_forecast(task: Any, model: Any, args: argparse.Namespace) -> None:
     except DataError as e:  # "data:" speaks of the run's file; name what gave the series
         if source != "--input" or not str(e).startswith("data: "):
             raise
-        raise DataError("--input: " + str(e).removeprefix("data: ")) from None
+        raise naming_option(e, "--input") from None
     for v in forecast:
         print(f"{v:.6g}")
     if steps > task.options.horizon:

@@ -32,6 +32,16 @@ class DataError(ValueError):
     """
 
 
+def naming_option(error: DataError, option: str) -> DataError:
+    """`error`, said by a reader as "data: ...", said about the option that named the file instead.
+
+    Example:
+        >>> str(naming_option(DataError("data: file not found: x.txt"), "--val"))
+        '--val: file not found: x.txt'
+    """
+    return DataError(f"{option}: {str(error).removeprefix('data: ')}")
+
+
 # ---------------------------------------------------------------------------------------------
 # reading a file
 

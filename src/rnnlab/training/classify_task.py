@@ -37,7 +37,7 @@ from ..config import TrainConfig
 from ..data.classify import BucketBatcher, LabelVocab, load_classification, pad_batch
 from ..data.corpus import sha256_file
 from ..data.download import resolve_data
-from ..data.text import DataError
+from ..data.text import DataError, naming_option
 from ..data.words import PAD, UNK, WordVocab, tokenize
 from ..torch.heads import ClassifierConfig, SequenceClassifier
 from .trainer import Carry, Task
@@ -64,7 +64,7 @@ def data_path(spec: str | None, what: str = "--data") -> str:
     except DataError as e:
         if what == "--data":
             raise
-        raise DataError(f"{what}: {str(e).removeprefix('data: ')}") from None
+        raise naming_option(e, what) from None
 
 
 def held_out_split(n: int, fraction: float, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
