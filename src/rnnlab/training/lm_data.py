@@ -132,12 +132,14 @@ def _sha256_lines(lines: list[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def _lines_source(config: TrainConfig) -> tuple[list[str], str, str, str]:
-    """(lines, name, source, sha256) of per-line data: the census names, or the file `config.data`."""
+def _lines_source(config: TrainConfig, path: Path | None = None) -> tuple[list[str], str, str, str]:
+    """(lines, name, source, sha256) of per-line data: the census names, or the file `config.data`
+    (`path`: that file, already resolved)."""
     if config.data is None:
         lines = load_census_names()
         return lines, CENSUS, CENSUS, _sha256_lines(lines)
-    path = resolve_data(config.data)  # a URL or a named data set: the cached download
+    if path is None:
+        path = resolve_data(config.data)  # a URL or a named data set: the cached download
     return read_lines(path), str(config.data), str(path), sha256_file(path)
 
 
@@ -370,13 +372,12 @@ def open_lm_splits(data_dir: str | Path, config: TrainConfig, vocab: Vocab | Non
             )
     if per_line:
         try:
-            if config.data is not None:
-                resolve_data(config.data)
+            path = None if config.data is None else resolve_data(config.data)
         except DataError as gone:  # a source that is gone, not one that changed: the run kept its lines
             lines, name = _saved_lines(data_dir, split, gone), str(config.data)
             source, sha = str(data_dir / LINES_FILE), split.source_sha256
         else:
-            lines, name, source, sha = _lines_source(config)
+            lines, name, source, sha = _lines_source(config, path)
         if sha != split.source_sha256:
             raise _changed(source, split_path, split.source_sha256, sha)
         if split.kind != "indices" or split.num_items != len(lines):
