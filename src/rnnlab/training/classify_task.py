@@ -160,18 +160,29 @@ class ExampleTask(Task):
         splits; `check_data_files` refuses that instead.
         """
         if self._fingerprints is None:
-            self._fingerprints = {}
-            for role, spec in self.data_specs().items():
-                if spec:
-                    path = data_path(spec)
-                    self._fingerprints[role] = {"path": path, "sha256": sha256_file(path)}
+            self._fingerprints = self._fingerprint_files(None)
         return dict(self._fingerprints)
+
+    def _fingerprint_files(self, roles: Collection[str] | None) -> dict[str, dict[str, str]]:
+        """Role -> {"path", "sha256"} of the data files of `roles` (None: all)."""
+        out = {}
+        for role, spec in self.data_specs().items():
+            if spec and (roles is None or role in roles):
+                path = data_path(spec, "--data" if role == "data" else f"--{role}")
+                out[role] = {"path": path, "sha256": sha256_file(path)}
+        return out
 
     @staticmethod
     def training_file_needed(train: bool, val: str | None) -> bool:
         """Whether rebuilding a trained run's task reads its training file: to train on it, or to
         hold the validation split out of it. Scoring a run that has its own --val file does not."""
         return train or val is None
+
+    @classmethod
+    def roles_read(cls, train: bool, val: str | None) -> tuple[str, ...] | None:
+        """The data files that rebuilding a trained run's task reads, for `check_data_files`:
+        all (None), or only its own --val and --test files (see `training_file_needed`)."""
+        return None if cls.training_file_needed(train, val) else ("val", "test")
 
     def check_data_files(self, saved: Mapping[str, Any] | None, *, roles: Collection[str] | None = None) -> None:
         """Raise `DataError` if a data file differs from the one the run was trained on (`saved`).
@@ -181,14 +192,7 @@ class ExampleTask(Task):
         """
         if not saved:
             return
-        if roles is None:
-            current = self.data_fingerprints()
-        else:
-            current = {}
-            for role, spec in self.data_specs().items():
-                if spec and role in roles:
-                    path = data_path(spec, "--data" if role == "data" else f"--{role}")
-                    current[role] = {"path": path, "sha256": sha256_file(path)}
+        current = self.data_fingerprints() if roles is None else self._fingerprint_files(roles)
         for role, info in saved.items():
             now = current.get(role)
             if now is not None and isinstance(info, Mapping) and now["sha256"] != info.get("sha256"):
@@ -470,9 +474,7 @@ class ClassifyTask(ExampleTask):
         if not load_data:
             return cls({}, vocab, labels, model_config, config, options)
         task = cls.from_options(config, options, {}, vocab=vocab, labels=labels, model_config=model_config, train=train)
-        task.check_data_files(
-            configs.get("data_files"), roles=None if cls.training_file_needed(train, options.val) else ("val", "test")
-        )
+        task.check_data_files(configs.get("data_files"), roles=cls.roles_read(train, options.val))
         return task
 
     def add_split(self, name: str, path: str) -> str:

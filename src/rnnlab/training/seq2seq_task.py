@@ -277,8 +277,8 @@ class Seq2SeqTask(ExampleTask):
             train=train,
             synthetic=synthetic,
         )
-        read_data = synthetic or cls.training_file_needed(train, options.val)
-        task.check_data_files(configs.get("data_files"), roles=None if read_data else ("val", "test"))
+        roles = None if synthetic else cls.roles_read(train, options.val)  # a synthetic task reads no data file
+        task.check_data_files(configs.get("data_files"), roles=roles)
         return task
 
     def add_split(self, name: str, path: str) -> str:

@@ -244,9 +244,7 @@ class TagTask(ExampleTask):
         task = cls.from_options(
             config, options, {}, vocabs=(word_vocab, tag_vocab, char_vocab), model_config=model_config, train=train
         )
-        task.check_data_files(
-            configs.get("data_files"), roles=None if cls.training_file_needed(train, options.val) else ("val", "test")
-        )
+        task.check_data_files(configs.get("data_files"), roles=cls.roles_read(train, options.val))
         return task
 
     def add_split(self, name: str, path: str) -> str:
