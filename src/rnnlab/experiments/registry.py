@@ -227,9 +227,9 @@ def _alive(stage: Path) -> bool:
 def _earlier_experiment(out: Path) -> str | None:
     """The experiment whose finished run the folder `out` holds (from its outputs list, or the
     summary.json of a folder written before that list existed), or None."""
-    for name, key in ((OUTPUTS_FILE, "experiment"), ("summary.json", "experiment")):
+    for name in (OUTPUTS_FILE, "summary.json"):
         try:
-            found = json.loads((out / name).read_text(encoding="utf-8")).get(key)
+            found = json.loads((out / name).read_text(encoding="utf-8")).get("experiment")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(found, str):

@@ -409,13 +409,13 @@ class Trainer:
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ValueError(f"out_dir: expected a folder for the run, got the file {self.out_dir}")
-        # a new run never writes over an earlier one (rank 0 judges: under torchrun with --overwrite
-        # it has moved the earlier run aside before any rank gets here)
-        if not resume and os.environ.get("RANK", "0") == "0" and holds_checkpoint(self.out_dir):
-            raise existing_run_error(self.out_dir)
         self.task, self.config = task, config
         self.dist = Distributed.from_env()
         self.is_main = self.dist.is_main
+        # a new run never writes over an earlier one (rank 0 judges: under torchrun with --overwrite
+        # it has moved the earlier run aside before any rank gets here)
+        if not resume and self.is_main and holds_checkpoint(self.out_dir):
+            raise existing_run_error(self.out_dir)
         self.progress = progress and self.is_main
         self.log = log if self.is_main else None
         self.device = select_device(config.device)
