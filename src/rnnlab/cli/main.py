@@ -78,27 +78,31 @@ NUMPY_LM_DEFAULTS: dict[str, Any] = {
     "clip_mode": "norm",
     "grad_clip": 5.0,
     "eval_every": 250,
+    "eval_batch_size": 32,
     "val_fraction": 0.1,
     "state_reset_prob": 0.01,
     "seed": 1337,
 }
 
 # The torch engine on running text. Measured on tinyshakespeare (first 90% train, last 10%
-# validation) on a 2-core CPU, nothing else running: val 1.48-1.50 nats/char after 90 s of
-# training (about 5,000 steps). What made the difference, at a fixed 90 s: many small updates
-# (batch 8 x 128: a small batch costs no throughput on a CPU, and a step is 20 ms), a 256-unit
-# LSTM rather than a 512-unit one (3x the tokens in the same time beats the extra capacity),
-# AdamW with decoupled weight decay 0.1, a high peak rate (8e-3) with clipping at 1 and a cosine
-# decay to ~0 over the time budget, and PyTorch's fused Adam kernel (the update of a small model
-# dominated the step otherwise).
+# validation) on 2-core CPUs, nothing else running: val 1.49 nats/char after 90 s of training on
+# an AMD Zen 4, 1.50-1.51 on a slower Zen 3 (docs/benchmarks.md). What made the difference, at a fixed 90 s: many small updates (a small batch costs
+# little throughput on a CPU; batch 16 x 32 reached a lower loss than 8 x 128 on the same number
+# of tokens, at 0.92x the tokens/s), a 256-unit LSTM rather than a 512-unit one (3x the tokens in
+# the same time beats the extra capacity), AdamW with decoupled weight decay 0.1, a high peak rate
+# (8e-3) with clipping at 1 and a cosine decay to ~0 over the time budget, and PyTorch's fused
+# Adam kernel (the update of a small model dominated the step otherwise). Evaluation cuts the
+# validation text into as many streams as training uses: each stream starts with no context, and
+# 128 of them cost ~0.007 nats/char over 16 (see docs/benchmarks.md).
 TORCH_TEXT_RECIPE: dict[str, Any] = {
     **NUMPY_LM_DEFAULTS,
     "cell": "lstm",
     "hidden_size": 256,
     "layers": 1,
     "embedding_dim": 64,
-    "batch_size": 8,
-    "seq_len": 128,
+    "batch_size": 16,
+    "seq_len": 32,
+    "eval_batch_size": 16,
     "optimizer": "adamw",
     "lr": 8e-3,
     "lr_min_ratio": 0.02,
@@ -293,7 +297,12 @@ def add_common_arguments(
     g.add_argument(
         "--batch-size", type=int, help=f"examples (streams) per step, across all processes {d('batch_size')}"
     )
-    g.add_argument("--eval-batch-size", type=int, help="examples (streams) per evaluation batch (default: 128)")
+    g.add_argument(
+        "--eval-batch-size",
+        type=int,
+        help="examples per evaluation batch; a language model cuts its validation text into this many streams, "
+        f"each starting with no context {d('eval_batch_size', '128')}",
+    )
     g = p.add_argument_group("hardware")
     g.add_argument("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps (default: auto)")
     g.add_argument(
