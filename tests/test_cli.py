@@ -137,6 +137,14 @@ def test_sample_prints_vocabulary_characters(greek_run: Path) -> None:
             "--input: does not apply to a language model (it is for classify, forecast, seq2seq, tag runs)",
         ),
         (["--replacement", "a"], "--replacement: applies with --unknown map, got --unknown error"),
+        (
+            ["--greedy", "--temperature", "0.5"],
+            "--temperature: does not apply with --greedy (it always takes the most likely token), got --temperature 0.5",
+        ),
+        (
+            ["--greedy", "--top-k", "5", "--top-p", "0.9"],
+            "--top-k: does not apply with --greedy (it always takes the most likely token), got --top-k 5",
+        ),
     ],
 )
 def test_sample_refuses_options_that_do_not_apply(greek_run: Path, argv: list[str], message: str) -> None:
@@ -469,6 +477,39 @@ def test_unparsable_option_is_an_argparse_error(
     assert "Traceback" not in err
     assert "--hidden-size" in err and "invalid int value" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # --val is an option of classify, tag and seq2seq; argparse used to take it for --val-fraction
+        (
+            ["train", "lm", "--val", "x.txt"],
+            "error: rnnlab train lm: unrecognized arguments: --val x.txt (see rnnlab train lm --help)",
+        ),
+        (
+            ["train", "forecast", "--val", "x"],
+            "error: rnnlab train forecast: unrecognized arguments: --val x (see rnnlab train forecast --help)",
+        ),
+        (
+            ["sample", "RUN", "--temp", "0.5"],
+            "error: rnnlab sample: unrecognized arguments: --temp 0.5 (see rnnlab sample --help)",
+        ),
+        (
+            ["gradcheck", "--lay", "2"],
+            "error: rnnlab gradcheck: unrecognized arguments: --lay 2 (see rnnlab gradcheck --help)",
+        ),
+    ],
+)
+def test_options_are_never_abbreviated_and_unknown_ones_name_their_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == expected + "\n"
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_console_script_missing_file_subprocess(tmp_path: Path) -> None:

@@ -1309,7 +1309,15 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad command line ends in one line, as every other user error does."""
+    """argparse, but a bad command line ends in one line, as every other user error does.
+
+    Options are never abbreviated: argparse would otherwise take a prefix of a longer option for
+    it, so `rnnlab train lm --val FILE` (an option of the other tasks) read FILE as --val-fraction.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -1385,6 +1393,22 @@ _ONE_WORD_OPTIONS = frozenset(
 )
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, but an unknown option is reported by the (sub)command that was given it, with
+    that command's --help, rather than by the top-level `rnnlab`."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command = parser
+        while True:
+            subs = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+            chosen = getattr(args, subs[0].dest, None) if subs else None
+            if chosen is None:
+                break
+            command = subs[0].choices[chosen]
+        command.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rnnlab` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -1399,7 +1423,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         error(e)
         return 2
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     if isinstance(getattr(args, "resume", None), str) and not args.resume.strip():
         error(f"--resume: expected a run folder, got {args.resume!r}")  # not a new run under a default name
         return 2

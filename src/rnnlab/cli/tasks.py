@@ -884,6 +884,15 @@ def check_sample_options(args: argparse.Namespace, kind: str) -> None:
             raise ValueError(f"{flag}: does not apply to {what} (it is for {applies} runs)")
     if kind == "lm" and getattr(args, "replacement", None) is not None and getattr(args, "unknown", "error") != "map":
         raise ValueError(f"--replacement: applies with --unknown map, got --unknown {args.unknown}")
+    if kind == "lm" and getattr(args, "greedy", False):
+        # the most likely token is the same at any temperature and inside any top-k or top-p set
+        for dest in ("temperature", "top_k", "top_p"):
+            flag, default, _ = _SAMPLE_OPTIONS[dest]
+            value = getattr(args, dest, default)
+            if value != default:
+                raise ValueError(
+                    f"{flag}: does not apply with --greedy (it always takes the most likely token), got {flag} {value:g}"
+                )
 
 
 def sample_command(args: argparse.Namespace) -> int | None:
