@@ -86,14 +86,15 @@ NUMPY_LM_DEFAULTS: dict[str, Any] = {
 
 # The torch engine on running text. Measured on tinyshakespeare (first 90% train, last 10%
 # validation) on 2-core CPUs, nothing else running: val 1.49 nats/char after 90 s of training on
-# an AMD Zen 4, 1.50-1.51 on a slower Zen 3 (docs/benchmarks.md). What made the difference, at a fixed 90 s: many small updates (a small batch costs
-# little throughput on a CPU; batch 16 x 32 reached a lower loss than 8 x 128 on the same number
-# of tokens, at 0.92x the tokens/s), a 256-unit LSTM rather than a 512-unit one (3x the tokens in
-# the same time beats the extra capacity), AdamW with decoupled weight decay 0.1, a high peak rate
-# (8e-3) with clipping at 1 and a cosine decay to ~0 over the time budget, and PyTorch's fused
-# Adam kernel (the update of a small model dominated the step otherwise). Evaluation cuts the
-# validation text into as many streams as training uses: each stream starts with no context, and
-# 128 of them cost ~0.007 nats/char over 16 (see docs/benchmarks.md).
+# an AMD Zen 4, 1.50-1.51 on a slower Zen 3 (docs/benchmarks.md). What made the difference, at a
+# fixed 90 s: many small updates (a small batch costs little throughput on a CPU; batch 16 x 32
+# reached a lower loss than 8 x 128 on the same number of tokens, at 0.92x the tokens/s), a
+# 256-unit LSTM rather than a 512-unit one (3x the tokens in the same time beats the extra
+# capacity), AdamW with decoupled weight decay 0.1, a high peak rate (8e-3) with clipping at 1 and
+# a cosine decay to ~0 over the time budget, and PyTorch's fused Adam kernel (the update of a
+# small model dominated the step otherwise). Evaluation cuts the validation text into as many
+# streams as training uses: each stream starts with no context, and 128 of them cost ~0.007
+# nats/char over 16 (see docs/benchmarks.md).
 TORCH_TEXT_RECIPE: dict[str, Any] = {
     **NUMPY_LM_DEFAULTS,
     "cell": "lstm",
