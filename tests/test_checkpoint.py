@@ -557,7 +557,7 @@ def test_a_failed_write_names_its_file_and_leaves_nothing(tmp_path, monkeypatch)
 
     monkeypatch.setattr(os, "fdopen", fdopen)
     for write, path in (
-        (lambda p: corpus.write_text_atomically(p, "x" * 100), tmp_path / "split.json"),
+        (lambda p: corpus._atomic_write_text(p, "x" * 100), tmp_path / "split.json"),
         (lambda p: checkpoint.write_text_atomic(p, "{}"), tmp_path / "train_state.json"),
     ):
         with pytest.raises(OSError, match=re.escape(f"[Errno {errno.EFBIG}] File too large: '{path}'")):

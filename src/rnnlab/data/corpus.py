@@ -341,8 +341,7 @@ def set_default_mode(fd: int) -> None:
         os.fchmod(fd, 0o666 & ~umask)
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write UTF-8 `text` to `path` through a temporary file and a rename: the file is whole or absent."""
+def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     set_default_mode(fd)
     try:
@@ -462,7 +461,7 @@ def encode_to_memmap(
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         raise naming_file(e, out) from None
-    write_text_atomically(header_path(out), json.dumps(header, ensure_ascii=False, indent=1) + "\n")
+    _atomic_write_text(header_path(out), json.dumps(header, ensure_ascii=False, indent=1) + "\n")
     return MemmapTokens(out)
 
 
@@ -740,7 +739,7 @@ def save_split(path: str | os.PathLike[str], split: Split, source: str | os.Path
         split.source_sha256 = sha256_file(source)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(p, json.dumps(split.to_json()) + "\n")
+    _atomic_write_text(p, json.dumps(split.to_json()) + "\n")
 
 
 def load_split(path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None) -> Split:

@@ -57,13 +57,12 @@ from ..data.corpus import (
     load_split,
     save_split,
     sha256_file,
-    write_text_atomically,
 )
 from ..data.download import resolve_data
 from ..data.names import load_census_names, read_lines
 from ..data.text import CharVocab, DataError, split_text
 from ..data.words import WordVocab
-from .checkpoint import BEST_DIR
+from .checkpoint import BEST_DIR, write_text_atomic
 from .lm import LMData, _encode_lines, check_lm_data
 
 Vocab = CharVocab | WordVocab
@@ -190,7 +189,7 @@ def _make_lines(config: TrainConfig, vocab: Vocab | None, data_dir: Path) -> LMS
     else:  # the items themselves, so the run scores and resumes without its source
         # reading drops one leading byte-order mark: an item that starts with U+FEFF gets one more
         bom = "\ufeff" if lines[0].startswith("\ufeff") else ""
-        write_text_atomically(data_dir / LINES_FILE, bom + "\n".join(lines) + "\n")
+        write_text_atomic(data_dir / LINES_FILE, bom + "\n".join(lines) + "\n")
         split.extra["lines_sha256"] = _sha256_lines(lines)
     save_split(data_dir / SPLIT_FILE, split)
     return replace(splits, data_dir=data_dir)
