@@ -204,7 +204,7 @@ class LanguageModel(nn.Module):
                 f"idx: expected token ids of shape (B, T) or (T,) with T >= 1, got shape {tuple(idx.shape)}"
             )
         V = self.config.vocab_size
-        if idx.device.type == "cpu" and (int(idx.min()) < 0 or int(idx.max()) >= V):
+        if idx.device.type == "cpu" and any(int(v) < 0 or int(v) >= V for v in torch.aminmax(idx)):
             bad = idx[(idx < 0) | (idx >= V)].flatten()[0].item()
             raise ValueError(f"idx: expected token ids in [0, {V - 1}], got {bad}")
         x = self.embedding(idx)  # (B, T, E)
