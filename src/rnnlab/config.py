@@ -278,6 +278,14 @@ class TrainConfig(_Config):
         _optional_positive_int("threads", self.threads)
 
 
+# The TrainConfig fields a resumed run may change: the budget, where it runs, and a moved data file.
+# Anything else would not match the saved optimiser state, or would be recorded in the run folder
+# without having been trained with (the Trainer refuses it; `rnnlab train --resume` takes only these).
+RESUMABLE_FIELDS = frozenset(
+    {"max_steps", "max_time", "checkpoint_every", "device", "threads", "patience", "data", "engine"}
+)
+
+
 @dataclass(frozen=True)
 class SampleConfig(_Config):
     """How to draw text from a trained language model.

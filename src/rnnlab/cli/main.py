@@ -46,6 +46,7 @@ from ..config import (
     LEVELS,
     OPTIMIZERS,
     PRECISIONS,
+    RESUMABLE_FIELDS,
     SCHEDULES,
     ModelConfig,
     SampleConfig,
@@ -401,7 +402,8 @@ def train_config_from(options: dict[str, Any], **fixed: Any) -> TrainConfig:
 
 
 # Options that may accompany --resume: the budget and where/how it runs, not what it computes.
-RESUME_OPTIONS = {"max_steps", "max_time", "checkpoint_every", "device", "threads", "quiet", "data", "patience"}
+# (`--engine` is taken separately: a resumed run keeps the engine that trained it)
+RESUME_OPTIONS = (RESUMABLE_FIELDS - {"engine"}) | {"quiet"}
 # a run's own validation and test files, which --resume may find in a new place (tasks that have them)
 MOVED_FILE_OPTIONS = {"val", "test"}
 

@@ -79,7 +79,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import RESUMABLE_FIELDS, TrainConfig
 from .checkpoint import (
     BEST_DIR,
     MANIFEST,
@@ -372,7 +372,7 @@ class Trainer:
             writes nothing). A new run refuses a folder that already holds one (ValueError).
         resume: continue from the checkpoint in `out_dir` (weights, optimiser, schedule, RNG,
             data position, carried state): the run goes on exactly as if never stopped. Its
-            config may change only in `RESUMABLE_CHANGES` (the budget, device, threads, patience,
+            config may change only in `RESUMABLE_FIELDS` (the budget, device, threads, patience,
             checkpoint_every and a moved data file).
         progress: show a progress bar on stderr (rank 0).
         log: called with one line per evaluation (rank 0; None: silent).
@@ -775,19 +775,19 @@ class Trainer:
 
     def _check_resumed_config(self, directory: Path, saved: object) -> None:
         """Refuse a resumed run whose training config differs from the saved one except where a
-        resume may change it (`RESUMABLE_CHANGES`): the saved optimiser state would not fit another
+        resume may change it (`RESUMABLE_FIELDS`): the saved optimiser state would not fit another
         optimiser, and a run folder must not record settings it was not trained with."""
         if not isinstance(saved, dict):
             return  # a run saved without its train_config.json: nothing to compare
         with contextlib.suppress(ValueError, TypeError):  # a field added since takes its default
             saved = TrainConfig.from_dict(saved).to_dict()
         current = self.config.to_dict()
-        changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, current[k]) != current[k])
+        changed = sorted(k for k in current if k not in RESUMABLE_FIELDS and saved.get(k, current[k]) != current[k])
         if changed:
             shown = ", ".join(f"{k} ({saved.get(k)!r} saved, {current[k]!r} given)" for k in changed)
             raise ValueError(
                 f"resume: the training config differs from the one saved in {directory}/train_config.json: {shown}; "
-                f"a resumed run may change only {', '.join(sorted(RESUMABLE_CHANGES - {'engine'}))}"
+                f"a resumed run may change only {', '.join(sorted(RESUMABLE_FIELDS - {'engine'}))}"
             )
 
     def _load(self, directory: Path) -> None:
@@ -857,12 +857,6 @@ class Trainer:
         self.pending_losses = [float(x) for x in state.get("pending_losses", [])]
         # the metrics of evaluations after this checkpoint belong to the part of the run being redone
         self.history = read_metrics(directory, up_to_step=self.step)
-
-
-# what a resumed run may change in its TrainConfig: the budget, where it runs, and a moved data file
-RESUMABLE_CHANGES = frozenset(
-    {"max_steps", "max_time", "checkpoint_every", "device", "threads", "patience", "data", "engine"}
-)
 
 
 def log_to_stderr(line: str) -> None:
