@@ -209,3 +209,49 @@ def test_dropout_errors():
     drop(np.zeros(3), np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"dout: expected shape \(3,\), got \(4,\)"):
         drop.backward(np.zeros(4))
+
+
+# -- LanguageModel: the embedding lookup folded into the first recurrent layer ------------------
+@pytest.mark.parametrize("tie", [False, True])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_language_model_folded_lookup_equals_embedding_then_layer(cell, layers, tie):
+    from rnnlab.config import ModelConfig
+    from rnnlab.scratch.models import LanguageModel
+
+    E = 16 if tie else 8
+    config = ModelConfig(vocab_size=11, cell=cell, embedding_dim=E, hidden_size=16, num_layers=layers, tie_weights=tie)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 11, (4, 7)), rng.integers(0, 11, (4, 7))
+    runs = []
+    for fold in (True, False):
+        model = LanguageModel(config, dtype=np.float64, seed=3)
+        model._lookup_in_rnn = fold
+        state = None
+        for _ in range(2):  # state carried, gradients accumulated
+            logits, state = model.forward(x, state)
+            _, dlogits = cross_entropy(logits, y)
+            model.backward(dlogits)
+        assert model._folded is fold
+        runs.append((logits, state, {k: v.copy() for k, v in model.grads.items()}))
+    (logits, state, grads), (logits_ref, state_ref, grads_ref) = runs
+    np.testing.assert_allclose(logits, logits_ref, atol=1e-12, rtol=0)
+    for a, b in zip(state if cell == "lstm" else [state], state_ref if cell == "lstm" else [state_ref], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-12, rtol=0)
+    assert sorted(grads) == sorted(grads_ref)
+    for name, g in grads_ref.items():
+        np.testing.assert_allclose(grads[name], g, atol=1e-12, rtol=0, err_msg=name)
+
+
+def test_language_model_folds_the_lookup_only_where_it_pays():
+    from rnnlab.config import ModelConfig
+    from rnnlab.scratch.models import LanguageModel
+
+    small = LanguageModel(ModelConfig(vocab_size=11, embedding_dim=8, hidden_size=8), seed=0)
+    small.forward(np.zeros((4, 5), dtype=np.int64))  # 20 tokens >= 11: folded
+    assert small._folded
+    small.forward(np.zeros((2, 1), dtype=np.int64))  # a sampling step: the plain lookup is cheaper
+    assert not small._folded
+    large = LanguageModel(ModelConfig(vocab_size=300, embedding_dim=8, hidden_size=8), seed=0)
+    large.forward(np.zeros((4, 100), dtype=np.int64))  # a 300-row one-hot input would cost more
+    assert not large._folded

@@ -394,3 +394,50 @@ def test_swap_time_feature_equals_the_transposed_copy(view):
         dst = np.empty((F, T, B), dtype=src.dtype)
         _swap_time_feature(dst, src)
     np.testing.assert_array_equal(dst, src.transpose(1, 0, 2))
+
+
+@pytest.mark.parametrize("shape", ["batch_first", "time_major", "unbatched"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(("cell", "layers", "bidirectional"), GRID)
+def test_token_lookup_folded_into_the_layer_equals_looking_up_first(cell, layers, bidirectional, bias, shape):
+    # RNNBase._forward_tokens (what LanguageModel runs for a small vocabulary) against forward(table[ids])
+    rng = np.random.default_rng(5)
+    V, T, B, H, D = 6, 5, 3, 7, 2 if bidirectional else 1
+    kw = dict(num_layers=layers, bidirectional=bidirectional, bias=bias, batch_first=shape == "batch_first")
+    layer = make_layer(cell, 4, H, dtype=np.float64, seed=2, **kw)
+    table = rng.standard_normal((V, 4))
+    ids = rng.integers(0, V, {"batch_first": (B, T), "time_major": (T, B), "unbatched": (T,)}[shape])
+    state_shape = (layers * D, H) if shape == "unbatched" else (layers * D, B, H)
+    hx = rng.standard_normal(state_shape)
+    hx = (hx, rng.standard_normal(state_shape)) if cell == "lstm" else hx
+    out_shape = (*ids.shape, D * H)
+    dout = rng.standard_normal(out_shape)
+    dh_n = rng.standard_normal(state_shape)
+    dstate = (dh_n, rng.standard_normal(state_shape)) if cell == "lstm" else dh_n
+
+    out_ref, st_ref = layer.forward(table[ids], hx)
+    dx_ref, dst_ref = layer.backward(dout, dstate)
+    grads_ref = {k: v.copy() for k, v in layer.grads.items()}
+    dtable_ref = np.zeros_like(table)
+    np.add.at(dtable_ref, ids, dx_ref)  # repeated ids add up
+
+    layer.zero_grad()
+    out, st = layer._forward_tokens(ids, table, hx)
+    dtable, dst = layer.backward(dout, dstate)
+    flat = lambda s: list(s) if isinstance(s, tuple) else [s]  # noqa: E731
+    for a, b in zip(
+        [out, *flat(st), dtable, *flat(dst)], [out_ref, *flat(st_ref), dtable_ref, *flat(dst_ref)], strict=True
+    ):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-12, rtol=0)
+    assert sorted(layer.grads) == sorted(grads_ref)
+    for name, g in grads_ref.items():
+        np.testing.assert_allclose(layer.grads[name], g, atol=1e-12, rtol=0, err_msg=name)
+
+
+def test_token_lookup_refuses_an_empty_batch_as_forward_does():
+    layer = LSTM(4, 5, batch_first=True)
+    with pytest.raises(
+        ValueError, match=r"^input: expected at least one time step and one sequence, got shape \(0, 3, 4\)$"
+    ):
+        layer._forward_tokens(np.zeros((0, 3), dtype=np.int64), np.zeros((6, 4), dtype=np.float32))

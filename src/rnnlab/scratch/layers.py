@@ -16,13 +16,26 @@ from rnnlab.scratch.module import Module, as_numeric_array, as_real, check_dtype
 
 # Below this vocabulary size a one-hot matmul is the fastest scatter-add for Embedding.backward
 # (BLAS beats index bookkeeping); above it the one-hot matrix grows too large and sorting wins.
-_ONE_HOT_MAX_VOCAB = 256
+ONE_HOT_MAX_VOCAB = 256
 
 
 def _check_float_input(name: str, x: object, dtype: np.dtype) -> np.ndarray:
     arr = as_numeric_array(name, x)
     # Cast once so the whole layer computes in its own precision, as a PyTorch module would.
     return arr.astype(dtype, copy=False)
+
+
+def check_indices(indices: object, num_embeddings: int) -> np.ndarray:
+    """`indices` as an integer array with values in [0, num_embeddings), else TypeError/ValueError."""
+    idx = np.asarray(indices)
+    if idx.dtype == np.bool_ or not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"indices: expected an integer array, got dtype {idx.dtype}")
+    if idx.size:
+        lo, hi = idx.min(), idx.max()
+        if lo < 0 or hi >= num_embeddings:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"indices: expected values in [0, {num_embeddings - 1}], got {int(bad)}")
+    return idx
 
 
 class Embedding(Module):
@@ -63,14 +76,7 @@ class Embedding(Module):
 
     def forward(self, indices: object) -> np.ndarray:
         """Return `weight[indices]`, shape `indices.shape + (D,)`."""
-        idx = np.asarray(indices)
-        if idx.dtype == np.bool_ or not np.issubdtype(idx.dtype, np.integer):
-            raise TypeError(f"indices: expected an integer array, got dtype {idx.dtype}")
-        if idx.size:
-            lo, hi = idx.min(), idx.max()
-            if lo < 0 or hi >= self.num_embeddings:
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"indices: expected values in [0, {self.num_embeddings - 1}], got {int(bad)}")
+        idx = check_indices(indices, self.num_embeddings)
         self._indices = idx.copy()  # the caller may reuse its array before backward
         return self.params["weight"][idx]  # (..., D)
 
@@ -92,7 +98,7 @@ class Embedding(Module):
         if flat_idx.size == 0:
             return None
         # Repeated ids must add up, so plain fancy-index assignment is wrong (last write wins).
-        if V <= _ONE_HOT_MAX_VOCAB:
+        if V <= ONE_HOT_MAX_VOCAB:
             one_hot = np.zeros((flat_idx.size, V), dtype=self.dtype)  # (N, V)
             one_hot[np.arange(flat_idx.size), flat_idx] = 1
             dW += one_hot.T @ d

@@ -368,11 +368,14 @@ def direction_forward(
     G, H = W_hh.shape
     dt = x.dtype
     scale = _gate_scale(mode, H, dt)
+    # b_ih None with b_hh given: the input bias is already inside W_ih x (a token lookup's table, see
+    # RNNBase._forward_tokens); GRU still needs b_hh, whose b_hn sits inside r ⊙ (·)
+    assert b_hh is None or b_ih is not None or mode == "GRU"
     if scale is not None:  # gate rows pre-scaled by -1 or -2 (see above)
         W_ih = np.multiply(W_ih, scale[:, None], out=_empty(ws, "W_ih_s", W_ih.shape, dt))
         W_hh = np.multiply(W_hh, scale[:, None], out=_empty(ws, "W_hh_s", W_hh.shape, dt))
-        if b_ih is not None:
-            b_ih, b_hh = b_ih * scale, b_hh * scale
+        b_ih = None if b_ih is None else b_ih * scale
+        b_hh = None if b_hh is None else b_hh * scale
     xg = np.matmul(W_ih, x, out=_empty(ws, "xg", (T, G, B), dt))  # (T, G, B)
     if b_ih is not None:
         # outside GRU the two biases only ever appear summed; GRU's b_hn sits inside r ⊙ (·).
@@ -404,10 +407,12 @@ def direction_backward(
     W_hh: np.ndarray,
     has_bias: bool,
     ws: Workspace | None = _FRESH,
-) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[np.ndarray, ...]]:
+    need_dx: bool = True,
+) -> tuple[np.ndarray | None, dict[str, np.ndarray], tuple[np.ndarray, ...]]:
     """Backward of `direction_forward` with unscaled weights; returns dx (T, I, B), grads, initial-state grads.
 
-    With a workspace `ws`, dx and the gradients live in its buffers until the next call.
+    With a workspace `ws`, dx and the gradients live in its buffers until the next call. With
+    `need_dx` False, dx is None and its product is skipped (a token lookup's one-hot input has none).
     """
     x, hs, kc, reverse = cache.x, cache.hs, cache.kernel_cache, cache.reverse
     T, I, B = x.shape
@@ -458,6 +463,8 @@ def direction_backward(
     if has_bias:
         grads["bias_ih"] = db_ih
         grads["bias_hh"] = db_hh
+    if not need_dx:
+        return None, grads, dstate
     dx = np.matmul(W_ih.T, dGi2, out=_empty(ws, "dx", (I, T * B), dt))  # (I, T·B)
     return dx.reshape(I, T, B).transpose(1, 0, 2), grads, dstate  # dx (T, I, B), a view
 
@@ -617,14 +624,50 @@ class RNNBase(Module):
                 f"input: expected at least one time step and one sequence, got shape {tuple(np.shape(input))}"
             )
         states = self._split_state(hx, None if unbatched else B)
+        return self._forward_layers(_feature_major(x), states, unbatched, None)
 
-        layer_input = _feature_major(x)  # (T, I, B)
+    def _forward_tokens(self, ids: np.ndarray, table: np.ndarray, hx=None):
+        """`forward(table[ids], hx)`, with the lookup folded into the first layer's input projection.
+
+        W_ih table[id] + b is a column of P = W_ih tableᵀ + b (G, V), so the first layer's input is
+        the one-hot of the ids (T, V, B) and its weights P: the embedded input is never formed, and
+        the backward pass needs no product for it: d table = dPᵀ W_ih and dW_ih = dP table, with dP
+        (G, V) coming out of the weight-gradient product in place of dW_ih (the one-hot rows take the
+        place of the input rows, as many of them as the input has for a small table). `backward`
+        then returns (d table (V, I), state gradients) in place of (dinput, ...). For
+        `LanguageModel`, whose embedding feeds the layer; the caller has checked the ids.
+
+        Args:
+            ids: integer ids in [0, V), (B, T) with batch_first, else (T, B); (T,) unbatched.
+            table: (V, input_size) rows looked up; kept by reference until `backward`.
+            hx: as for `forward`.
+        """
+        unbatched = ids.ndim == 1
+        ids_tb = ids[:, None] if unbatched else (ids.T if self.batch_first else ids)  # (T, B)
+        T, B = ids_tb.shape
+        V, I = table.shape
+        if T == 0 or B == 0:  # as `forward` says it of the looked-up input
+            shape = (T, I) if unbatched else (B, T, I) if self.batch_first else (T, B, I)
+            raise ValueError(f"input: expected at least one time step and one sequence, got shape {shape}")
+        states = self._split_state(hx, None if unbatched else B)
+        onehot = np.zeros((T, V, B), dtype=self.dtype)  # (T, V, B)
+        onehot[np.arange(T)[:, None], ids_tb, np.arange(B)] = 1
+        return self._forward_layers(onehot, states, unbatched, table)
+
+    def _forward_layers(self, layer_input: np.ndarray, states, unbatched: bool, table: np.ndarray | None):
+        """The stack over a feature-major (T, I, B) input (or the one-hot of tokens looked up in `table`)."""
+        T, _, B = layer_input.shape
         caches, masks, finals = [], [], []
         for layer in range(self.num_layers):
             outs = []
             for d, suffix in enumerate(self._suffixes(layer)):
                 idx = layer * self.num_directions + d
                 W_ih, W_hh, b_ih, b_hh = self._weights(suffix)
+                if layer == 0 and table is not None:
+                    W_ih = W_ih @ table.T  # P (G, V)
+                    if b_ih is not None:  # both biases inside P, except GRU's b_hh (b_hn sits inside r ⊙ (·))
+                        W_ih += (b_ih if self.mode == "GRU" else b_ih + b_hh)[:, None]
+                        b_ih, b_hh = None, (b_hh if self.mode == "GRU" else None)
                 state = tuple(np.ascontiguousarray(st[idx].T) for st in states)  # (H, B)
                 out, final, cache = direction_forward(
                     self.mode, layer_input, state, W_ih, W_hh, b_ih, b_hh, d == 1, self._workspaces[idx]
@@ -641,7 +684,7 @@ class RNNBase(Module):
             else:
                 masks.append(None)
             layer_input = layer_out  # (T, D·H, B)
-        self._cache = {"caches": caches, "masks": masks, "unbatched": unbatched, "shape": (T, B)}
+        self._cache = {"caches": caches, "masks": masks, "unbatched": unbatched, "shape": (T, B), "table": table}
 
         # a copy in every case (for B = 1 the transpose is already contiguous): the layer's buffers are reused
         output = layer_input.transpose(0, 2, 1).copy()  # (T, B, D·H)
@@ -703,31 +746,51 @@ class RNNBase(Module):
         self._cache = None
 
         dinit = [np.zeros((L * D, B, H), dtype=self.dtype) for _ in range(n_state)]
+        table = cache["table"]
+        dtable = None if table is None else np.zeros(table.shape, dtype=self.dtype)  # (V, I)
         g = _feature_major(g)  # (T, D·H, B)
         for layer in range(L - 1, -1, -1):
             mask = cache["masks"][layer]
             if mask is not None:
                 g = g * mask
             dx = None
+            lookup = layer == 0 and table is not None
             for d, suffix in enumerate(self._suffixes(layer)):
                 idx = layer * D + d
                 W_ih, W_hh, _, _ = self._weights(suffix)
                 dfinal = tuple(None if v is None else np.ascontiguousarray(v[idx].T) for v in dfin)
                 g_d = g[:, d * H : (d + 1) * H] if D == 2 else g
                 dxd, grads, dst = direction_backward(
-                    self.mode, g_d, dfinal, cache["caches"][idx], W_ih, W_hh, self.bias, self._workspaces[idx]
+                    self.mode,
+                    g_d,
+                    dfinal,
+                    cache["caches"][idx],
+                    W_ih,
+                    W_hh,
+                    self.bias,
+                    self._workspaces[idx],
+                    not lookup,
                 )
+                if lookup:  # grads["weight_ih"] is dP (G, V), P = W_ih tableᵀ + b
+                    dtable += grads["weight_ih"].T @ W_ih  # (V, I)
+                    grads = {**grads, "weight_ih": grads["weight_ih"] @ table}  # (G, I)
                 for base, val in grads.items():
                     self._grads[base + suffix] += val
                 for j in range(n_state):
                     dinit[j][idx] = dst[j].T
-                dx = dxd if dx is None else dx + dxd
+                if not lookup:
+                    dx = dxd if dx is None else dx + dxd
             g = dx  # (T, I, B)
-        dinput = g.transpose(0, 2, 1).copy()  # (T, B, I), never a view of a reused buffer
-        if unbatched:
-            dinput, dinit = dinput[:, 0, :], [v[:, 0, :] for v in dinit]
-        elif self.batch_first:
-            dinput = dinput.transpose(1, 0, 2)
+        if dtable is not None:  # after `_forward_tokens`: the table's gradient in place of the input's
+            dinput = dtable
+            if unbatched:
+                dinit = [v[:, 0, :] for v in dinit]
+        else:
+            dinput = g.transpose(0, 2, 1).copy()  # (T, B, I), never a view of a reused buffer
+            if unbatched:
+                dinput, dinit = dinput[:, 0, :], [v[:, 0, :] for v in dinit]
+            elif self.batch_first:
+                dinput = dinput.transpose(1, 0, 2)
         return (dinput, tuple(dinit)) if self.mode == "LSTM" else (dinput, dinit[0])
 
     __call__ = forward
