@@ -174,23 +174,45 @@ def rnn_backward(
 
 
 def lstm_forward(
-    xg: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_hh: np.ndarray, ws: Workspace | None = _FRESH
+    xg: np.ndarray | None,
+    h0: np.ndarray,
+    c0: np.ndarray,
+    W_hh: np.ndarray,
+    ws: Workspace | None = _FRESH,
+    zs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """LSTM steps, gates i, f, g, o; xg and W_hh arrive with the σ rows scaled by -1, the g rows by -2."""
-    T, G, B = xg.shape
+    """LSTM steps, gates i, f, g, o; xg and W_hh arrive with the σ rows scaled by -1, the g rows by -2.
+
+    Either xg (T, G, B) is the input projection of every step, or xg is None, zs (T+1, H+I, B)
+    holds z_t = [h_{t-1}; x_t] (x_t filled in, h written by the loop) and W_hh is [W_hh | W_ih]
+    (G, H+I): each step's product then does the input projection too. That pays for a small
+    input, a token lookup's one-hot (`RNNBase._forward_tokens`): ~2% of an LSTM LM step against
+    a product before the loop and an add in it (for the smaller RNN product it costs more than it
+    saves). hs is then a view of the top H rows of zs.
+    """
+    G = W_hh.shape[0]
     H = G // 4
-    dt = xg.dtype
-    hs = _empty(ws, "hs", (T + 1, H, B), dt)  # (T+1, H, B)
+    dt = W_hh.dtype
+    if zs is None:
+        T, _, B = xg.shape
+        hs = _empty(ws, "hs", (T + 1, H, B), dt)  # (T+1, H, B)
+    else:
+        T, B = zs.shape[0] - 1, zs.shape[2]
+        hs = zs[:, :H]  # (T+1, H, B), a view
+    hs[0] = h0
     cs = _empty(ws, "cs", (T + 1, H, B), dt)  # (T+1, H, B)
     tcs = _empty(ws, "tcs", (T, H, B), dt)  # tanh(c_t)
     acts = _empty(ws, "acts", (T, G, B), dt)  # gate activations [i f g o]
-    hs[0], cs[0] = h0, c0
+    cs[0] = c0
     tmp = _empty(ws, "tmp", (H, B), dt)
     with np.errstate(over="ignore"):
         for t in range(T):
             a = acts[t]  # (4H, B)
-            np.matmul(W_hh, hs[t], out=a)
-            a += xg[t]
+            if zs is None:
+                np.matmul(W_hh, hs[t], out=a)
+                a += xg[t]
+            else:
+                np.matmul(W_hh, zs[t], out=a)  # [W_hh | W_ih] [h_{t-1}; x_t]
             np.exp(a, out=a)  # [i f o] = 1 / (1 + e^(-x)), g = 2 / (1 + e^(-2x)) - 1
             a += 1
             np.divide(1, a, out=a)  # np.reciprocal's quotient, at 0.17 rather than 0.30 ns a number
@@ -359,34 +381,41 @@ def direction_forward(
     b_hh: np.ndarray | None,
     reverse: bool,
     ws: Workspace | None = _FRESH,
+    stack_input: bool = False,
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...], _DirCache]:
     """Run one direction of one layer over x (T, I, B); returns outputs (T, H, B), final state, cache.
 
-    With a workspace `ws` the outputs and the cache live in its buffers until the next call.
+    With a workspace `ws` the outputs and the cache live in its buffers until the next call. With
+    `stack_input` (LSTM, no bias to add), each step's product does the input projection too, as
+    [W_hh | W_ih] [h_{t-1}; x_t] (see `lstm_forward`).
     """
-    T, _, B = x.shape
+    T, I, B = x.shape
     G, H = W_hh.shape
     dt = x.dtype
     scale = _gate_scale(mode, H, dt)
     # b_ih None with b_hh given: the input bias is already inside W_ih x (a token lookup's table, see
     # RNNBase._forward_tokens); GRU still needs b_hh, whose b_hn sits inside r ⊙ (·)
     assert b_hh is None or b_ih is not None or mode == "GRU"
-    if scale is not None:  # gate rows pre-scaled by -1 or -2 (see above)
-        W_ih = np.multiply(W_ih, scale[:, None], out=_empty(ws, "W_ih_s", W_ih.shape, dt))
-        W_hh = np.multiply(W_hh, scale[:, None], out=_empty(ws, "W_hh_s", W_hh.shape, dt))
-        b_ih = None if b_ih is None else b_ih * scale
+    if stack_input:
+        assert b_ih is None and mode == "LSTM"
+        W_cat = _empty(ws, "W_cat", (G, H + I), dt)  # (G, H+I)
+        W_cat[:, :H], W_cat[:, H:] = W_hh, W_ih
+        if scale is not None:
+            W_cat *= scale[:, None]
+        zs = _empty(ws, "zs", (T + 1, H + I, B), dt)  # (T+1, H+I, B): z_t = [h_{t-1}; x_t]
+        zs[:T, H:] = x[::-1] if reverse else x
+        zs[T, H:] = 0
+        xg_p, W_hh = None, W_cat
+    else:
+        zs = None
+        if scale is not None:  # gate rows pre-scaled by -1 or -2 (see above)
+            W_ih = np.multiply(W_ih, scale[:, None], out=_empty(ws, "W_ih_s", W_ih.shape, dt))
+            W_hh = np.multiply(W_hh, scale[:, None], out=_empty(ws, "W_hh_s", W_hh.shape, dt))
+        xg_p = _input_projection(mode, x, W_ih, b_ih, b_hh, scale, reverse, ws)
+    if scale is not None:
         b_hh = None if b_hh is None else b_hh * scale
-    xg = np.matmul(W_ih, x, out=_empty(ws, "xg", (T, G, B), dt))  # (T, G, B)
-    if b_ih is not None:
-        # outside GRU the two biases only ever appear summed; GRU's b_hn sits inside r ⊙ (·).
-        # Broadcast to a whole (G, B) block first: adding a (G, 1) column runs a B-wide inner loop per row.
-        b = b_ih if mode == "GRU" else b_ih + b_hh
-        bias = _empty(ws, "bias", (G, B), dt)
-        bias[...] = b[:, None]
-        xg += bias
-    xg_p = xg[::-1] if reverse else xg  # processing order, a view
     if mode == "LSTM":
-        hs, kc = lstm_forward(xg_p, state[0], state[1], W_hh, ws)
+        hs, kc = lstm_forward(xg_p, state[0], state[1], W_hh, ws, zs)
         final = (hs[-1], kc[0][-1])
     elif mode == "GRU":
         hs, kc = gru_forward(xg_p, state[0], W_hh, b_hh, ws)
@@ -396,6 +425,33 @@ def direction_forward(
         final = (hs[-1],)
     out = hs[1:][::-1] if reverse else hs[1:]  # (T, H, B) original order
     return out, final, _DirCache(x, hs, kc, reverse)
+
+
+def _input_projection(
+    mode: str,
+    x: np.ndarray,
+    W_ih: np.ndarray,
+    b_ih: np.ndarray | None,
+    b_hh: np.ndarray | None,
+    scale: np.ndarray | None,
+    reverse: bool,
+    ws: Workspace | None,
+) -> np.ndarray:
+    """xg (T, G, B) = W_ih x_t + b for every step, in processing order (W_ih already scaled, the biases not)."""
+    T, _, B = x.shape
+    G = W_ih.shape[0]
+    dt = x.dtype
+    xg = np.matmul(W_ih, x, out=_empty(ws, "xg", (T, G, B), dt))  # (T, G, B)
+    if b_ih is not None:
+        # outside GRU the two biases only ever appear summed; GRU's b_hn sits inside r ⊙ (·).
+        # Broadcast to a whole (G, B) block first: adding a (G, 1) column runs a B-wide inner loop per row.
+        b = b_ih if mode == "GRU" else b_ih + b_hh
+        if scale is not None:
+            b = b * scale
+        bias = _empty(ws, "bias", (G, B), dt)
+        bias[...] = b[:, None]
+        xg += bias
+    return xg[::-1] if reverse else xg  # processing order, a view
 
 
 def direction_backward(
@@ -663,19 +719,32 @@ class RNNBase(Module):
             for d, suffix in enumerate(self._suffixes(layer)):
                 idx = layer * self.num_directions + d
                 W_ih, W_hh, b_ih, b_hh = self._weights(suffix)
-                if layer == 0 and table is not None:
+                lookup = layer == 0 and table is not None
+                if lookup:
                     W_ih = W_ih @ table.T  # P (G, V)
                     if b_ih is not None:  # both biases inside P, except GRU's b_hh (b_hn sits inside r ⊙ (·))
                         W_ih += (b_ih if self.mode == "GRU" else b_ih + b_hh)[:, None]
                         b_ih, b_hh = None, (b_hh if self.mode == "GRU" else None)
                 state = tuple(np.ascontiguousarray(st[idx].T) for st in states)  # (H, B)
                 out, final, cache = direction_forward(
-                    self.mode, layer_input, state, W_ih, W_hh, b_ih, b_hh, d == 1, self._workspaces[idx]
+                    self.mode,
+                    layer_input,
+                    state,
+                    W_ih,
+                    W_hh,
+                    b_ih,
+                    b_hh,
+                    d == 1,
+                    self._workspaces[idx],
+                    stack_input=lookup and self.mode == "LSTM",  # the one-hot goes through each step's product
                 )
                 outs.append(out)
                 finals.append(final)
                 caches.append(cache)
-            layer_out = np.concatenate(outs, axis=1) if self.num_directions == 2 else np.ascontiguousarray(outs[0])
+            if self.num_directions == 2:
+                layer_out = np.concatenate(outs, axis=1)
+            else:  # the last layer's output is copied below anyway
+                layer_out = outs[0] if layer == self.num_layers - 1 else np.ascontiguousarray(outs[0])
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 # inverted dropout between layers, as PyTorch: scale at train time, identity at eval
                 mask = (self.rng.random(layer_out.shape) >= self.dropout).astype(self.dtype) / (1 - self.dropout)
