@@ -255,3 +255,20 @@ def test_language_model_folds_the_lookup_only_where_it_pays():
     large = LanguageModel(ModelConfig(vocab_size=300, embedding_dim=8, hidden_size=8), seed=0)
     large.forward(np.zeros((4, 100), dtype=np.int64))  # a 300-row one-hot input would cost more
     assert not large._folded
+
+
+def test_language_model_backward_after_a_refused_forward_is_the_last_good_calls():
+    from rnnlab.config import ModelConfig
+    from rnnlab.scratch.models import LanguageModel
+
+    config = ModelConfig(vocab_size=11, embedding_dim=8, hidden_size=8)
+    x = np.random.default_rng(0).integers(0, 11, (4, 5))
+    models = [LanguageModel(config, dtype=np.float64, seed=0) for _ in range(2)]
+    for k, model in enumerate(models):
+        logits, _ = model.forward(x)  # folded
+        if k:  # a refused call in between: one token (the plain lookup), out of range
+            with pytest.raises(ValueError, match=r"^idx: expected values in \[0, 10\], got 99$"):
+                model.forward(np.array([[99]]))
+        model.backward(np.ones_like(logits))
+    for name, g in models[0].grads.items():
+        np.testing.assert_array_equal(models[1].grads[name], g, err_msg=name)

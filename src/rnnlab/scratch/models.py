@@ -87,13 +87,14 @@ class LanguageModel(Module):
             raise ValueError(f"idx: expected token ids of shape (B, T) or (T,) with T >= 1, got shape {ids.shape}")
         try:
             # the folded lookup costs one (G, E) x (E, V) product a call: not worth it for a few tokens
-            self._folded = self._lookup_in_rnn and ids.size >= self.config.vocab_size
-            if self._folded:
+            folded = self._lookup_in_rnn and ids.size >= self.config.vocab_size
+            if folded:
                 out, state = self.rnn._forward_tokens(  # (B, T, H)
                     check_indices(ids, self.config.vocab_size), self.embedding.params["weight"], state
                 )
             else:
                 out, state = self.rnn.forward(self.embedding.forward(ids), state)  # (B, T, E) -> (B, T, H)
+            self._folded = folded  # for backward: set once the layer holds this call's cache
         except (TypeError, ValueError) as e:  # the embedding's own words for what the caller calls idx
             if not str(e).startswith("indices: "):
                 raise
