@@ -63,8 +63,10 @@ class LanguageModel(Module):
         # A small vocabulary's lookup is folded into the first layer's input projection: W_ih e_id + b
         # is a column of W_ih Eᵀ + b (G, V), so no embedded input is formed and the backward pass
         # needs no input-gradient product (RNNBase._forward_tokens). The same maths, 7-8% less time
-        # per training step of a character model (vocabulary 65, embedding 64, hidden 256, batch 32 x
-        # 64, paired runs on a 2-core AMD EPYC). A one-hot input much wider than the embedding would cost more.
+        # per training step of a character model for every cell, and ~2% more for LSTM, whose step
+        # product then takes the one-hot too (vocabulary 65, embedding 64, hidden 256, batch 32 x 64,
+        # paired runs on a 2-core AMD EPYC). A one-hot input much wider than the embedding would cost
+        # more than it saves.
         self._lookup_in_rnn = config.vocab_size <= min(ONE_HOT_MAX_VOCAB, 2 * config.embedding_dim)
         self._folded = False  # whether the last forward folded it
         if config.tie_weights:
