@@ -26,7 +26,19 @@ def _check_float_input(name: str, x: object, dtype: np.dtype) -> np.ndarray:
 
 
 def check_indices(indices: object, num_embeddings: int) -> np.ndarray:
-    """`indices` as an integer array with values in [0, num_embeddings), else TypeError/ValueError."""
+    """`indices` as an integer array with values in [0, num_embeddings), else TypeError/ValueError.
+
+    What `Embedding.forward` checks; `LanguageModel` checks the same when it folds the lookup into its
+    first recurrent layer and never calls the embedding.
+
+    Args:
+        indices: token ids, any shape.
+        num_embeddings: the vocabulary size V.
+
+    Example:
+        >>> check_indices([[1, 2]], 3).shape
+        (1, 2)
+    """
     idx = np.asarray(indices)
     if idx.dtype == np.bool_ or not np.issubdtype(idx.dtype, np.integer):
         raise TypeError(f"indices: expected an integer array, got dtype {idx.dtype}")

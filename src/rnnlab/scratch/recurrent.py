@@ -396,6 +396,9 @@ def direction_forward(
     # b_ih None with b_hh given: the input bias is already inside W_ih x (a token lookup's table, see
     # RNNBase._forward_tokens); GRU still needs b_hh, whose b_hn sits inside r ⊙ (·)
     assert b_hh is None or b_ih is not None or mode == "GRU"
+    if scale is not None:
+        b_ih = None if b_ih is None else b_ih * scale
+        b_hh = None if b_hh is None else b_hh * scale
     if stack_input:
         assert b_ih is None and mode == "LSTM"
         W_cat = _empty(ws, "W_cat", (G, H + I), dt)  # (G, H+I)
@@ -411,9 +414,7 @@ def direction_forward(
         if scale is not None:  # gate rows pre-scaled by -1 or -2 (see above)
             W_ih = np.multiply(W_ih, scale[:, None], out=_empty(ws, "W_ih_s", W_ih.shape, dt))
             W_hh = np.multiply(W_hh, scale[:, None], out=_empty(ws, "W_hh_s", W_hh.shape, dt))
-        xg_p = _input_projection(mode, x, W_ih, b_ih, b_hh, scale, reverse, ws)
-    if scale is not None:
-        b_hh = None if b_hh is None else b_hh * scale
+        xg_p = _input_projection(mode, x, W_ih, b_ih, b_hh, reverse, ws)
     if mode == "LSTM":
         hs, kc = lstm_forward(xg_p, state[0], state[1], W_hh, ws, zs)
         final = (hs[-1], kc[0][-1])
@@ -433,11 +434,10 @@ def _input_projection(
     W_ih: np.ndarray,
     b_ih: np.ndarray | None,
     b_hh: np.ndarray | None,
-    scale: np.ndarray | None,
     reverse: bool,
     ws: Workspace | None,
 ) -> np.ndarray:
-    """xg (T, G, B) = W_ih x_t + b for every step, in processing order (W_ih already scaled, the biases not)."""
+    """xg (T, G, B) = W_ih x_t + b for every step, in processing order."""
     T, _, B = x.shape
     G = W_ih.shape[0]
     dt = x.dtype
@@ -446,8 +446,6 @@ def _input_projection(
         # outside GRU the two biases only ever appear summed; GRU's b_hn sits inside r ⊙ (·).
         # Broadcast to a whole (G, B) block first: adding a (G, 1) column runs a B-wide inner loop per row.
         b = b_ih if mode == "GRU" else b_ih + b_hh
-        if scale is not None:
-            b = b * scale
         bias = _empty(ws, "bias", (G, B), dt)
         bias[...] = b[:, None]
         xg += bias
@@ -542,6 +540,10 @@ def _feature_major(x: np.ndarray) -> np.ndarray:
     if not x.flags.c_contiguous:
         x = np.ascontiguousarray(x)
     return np.array(x.transpose(0, 2, 1), order="C", copy=True)
+
+
+def _empty_input_error(shape: tuple[int, ...]) -> ValueError:
+    return ValueError(f"input: expected at least one time step and one sequence, got shape {shape}")
 
 
 def _as_float_array(name: str, value: object, dtype: np.dtype) -> np.ndarray:
@@ -676,9 +678,7 @@ class RNNBase(Module):
                 f"input: expected last dimension input_size={self.input_size} in {layout}, got shape {tuple(np.shape(input))}"
             )
         if T == 0 or B == 0:
-            raise ValueError(
-                f"input: expected at least one time step and one sequence, got shape {tuple(np.shape(input))}"
-            )
+            raise _empty_input_error(tuple(np.shape(input)))
         states = self._split_state(hx, None if unbatched else B)
         return self._forward_layers(_feature_major(x), states, unbatched, None)
 
@@ -703,8 +703,7 @@ class RNNBase(Module):
         T, B = ids_tb.shape
         V, I = table.shape
         if T == 0 or B == 0:  # as `forward` says it of the looked-up input
-            shape = (T, I) if unbatched else (B, T, I) if self.batch_first else (T, B, I)
-            raise ValueError(f"input: expected at least one time step and one sequence, got shape {shape}")
+            raise _empty_input_error((T, I) if unbatched else (B, T, I) if self.batch_first else (T, B, I))
         states = self._split_state(hx, None if unbatched else B)
         onehot = np.zeros((T, V, B), dtype=self.dtype)  # (T, V, B)
         onehot[np.arange(T)[:, None], ids_tb, np.arange(B)] = 1
@@ -852,14 +851,14 @@ class RNNBase(Module):
             g = dx  # (T, I, B)
         if dtable is not None:  # after `_forward_tokens`: the table's gradient in place of the input's
             dinput = dtable
-            if unbatched:
-                dinit = [v[:, 0, :] for v in dinit]
         else:
             dinput = g.transpose(0, 2, 1).copy()  # (T, B, I), never a view of a reused buffer
             if unbatched:
-                dinput, dinit = dinput[:, 0, :], [v[:, 0, :] for v in dinit]
+                dinput = dinput[:, 0, :]
             elif self.batch_first:
                 dinput = dinput.transpose(1, 0, 2)
+        if unbatched:
+            dinit = [v[:, 0, :] for v in dinit]
         return (dinput, tuple(dinit)) if self.mode == "LSTM" else (dinput, dinit[0])
 
     __call__ = forward
